@@ -1,0 +1,1 @@
+//! Agents: the intent catalogue and the replies chosen for each intent.

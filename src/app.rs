@@ -1,0 +1,1 @@
+//! Builds the application state and its background tasks; binds on an injected listener.

@@ -1,0 +1,1 @@
+//! Live-update fan-out to server-sent-event listeners: in-process or Redis pub/sub.

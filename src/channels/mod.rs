@@ -1,0 +1,2 @@
+//! Channels: provider webhooks in, provider APIs out.
+pub mod whatsapp;

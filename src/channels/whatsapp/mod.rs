@@ -1,0 +1,1 @@
+//! WhatsApp Cloud API: webhook verification, signature, payload parsing and the send client.

@@ -1,0 +1,1 @@
+//! Command-line subcommands that are more than a call into the library.

@@ -1,0 +1,1 @@
+//! Configuration: defaults < parley.toml < environment.

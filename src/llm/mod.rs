@@ -1,0 +1,1 @@
+//! Language understanding: the offline intent classifier and the OpenAI-compatible client.

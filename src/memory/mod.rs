@@ -1,0 +1,1 @@
+//! Conversation memory: recent turns, rolling summary and lead facts, in-process or in Redis.

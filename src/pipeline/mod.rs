@@ -1,0 +1,1 @@
+//! The steps a message goes through, from record to reply.

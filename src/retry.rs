@@ -1,0 +1,1 @@
+//! The one retry schedule shared by every outbound API.

@@ -1,0 +1,1 @@
+//! Local fakes of third-party HTTP APIs (Graph API, OpenAI) that record what they receive; used by tests and the load generator.

@@ -1,0 +1,3 @@
+//! Integration tests: one binary (one link) for all of them. Each module is one feature.
+
+mod common;
