@@ -1,1 +1,7 @@
-//! Agents: the intent catalogue and the replies chosen for each intent.
+//! Agents: what the bot says. This first reply step answers each intent with a fixed template
+//! from `prompts/replies.toml`; the specialist agents (prompts/agents/) build on the same entry
+//! point.
+
+mod replies;
+
+pub use replies::{ReplyBook, ReplyContext};

@@ -1,0 +1,334 @@
+//! The inbound side: recording webhook batches (idempotent on the provider's message id), handing
+//! pending messages to workers in order, and completing a message together with its replies in
+//! one transaction (the transactional outbox).
+
+use std::collections::HashSet;
+
+use sqlx::QueryBuilder;
+
+use super::records::{PendingRow, convert};
+use super::{PendingInbound, Store, StoreError, on_pool};
+use crate::domain::{
+    ContactId, ConversationId, InboundMessage, MessageContent, MessageId, StatusUpdate,
+};
+use crate::store::ConversationRecord;
+
+/// Rows per multi-row INSERT, well under both dialects' bound-parameter limits.
+const INSERT_CHUNK: usize = 400;
+
+/// What recording a batch did.
+#[derive(Debug, Default, Clone)]
+pub struct RecordOutcome {
+    /// Messages recorded for the first time; the others were provider redeliveries.
+    pub inserted: Vec<Inserted>,
+    /// Outbound messages whose delivery state moved forward.
+    pub status_changes: Vec<(ConversationId, MessageId)>,
+}
+
+/// A message recorded for the first time.
+#[derive(Debug, Clone, Copy)]
+pub struct Inserted {
+    /// Its position in the batch given to `record_inbound`.
+    pub index: usize,
+    pub id: MessageId,
+    pub conversation: ConversationId,
+    /// Waits for a worker (false for content that needs no reply, such as reactions).
+    pub pending: bool,
+}
+
+impl RecordOutcome {
+    /// The distinct conversations that have new work.
+    pub fn conversations(&self) -> Vec<ConversationId> {
+        let mut seen = HashSet::new();
+        self.inserted
+            .iter()
+            .filter(|i| i.pending && seen.insert(i.conversation))
+            .map(|i| i.conversation)
+            .collect()
+    }
+}
+
+/// A reply to write to the outbox.
+#[derive(Debug, Clone)]
+pub struct NewReply {
+    pub id: MessageId,
+    pub text: String,
+}
+
+/// How a worker finished with an inbound message.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// `false` when the message needed no answer (the conversation is with a person, or the
+    /// content expects none).
+    pub answered: bool,
+    pub intent: Option<String>,
+    pub confidence: Option<f64>,
+    /// Bot replies, in order; a long answer may be several parts.
+    pub replies: Vec<NewReply>,
+}
+
+struct Prepared<'a> {
+    index: usize,
+    message: &'a InboundMessage,
+    id: String,
+    contact_id: String,
+    conversation_id: String,
+    content: String,
+    processing: &'static str,
+}
+
+impl Store {
+    /// Records a webhook's messages and statuses in one transaction. A message already recorded
+    /// (same tenant, channel and provider id) is counted as a duplicate and left alone.
+    #[tracing::instrument(skip_all, fields(messages = messages.len(), statuses = statuses.len()))]
+    pub async fn record_inbound(
+        &self,
+        messages: &[InboundMessage],
+        statuses: &[StatusUpdate],
+        now: i64,
+    ) -> Result<RecordOutcome, StoreError> {
+        let prepared = messages
+            .iter()
+            .enumerate()
+            .map(|(index, m)| {
+                Ok(Prepared {
+                    index,
+                    message: m,
+                    id: MessageId::new().to_string(),
+                    contact_id: ContactId::derive(&m.tenant, m.channel, &m.sender).to_string(),
+                    conversation_id: ConversationId::derive(&m.tenant, m.channel, &m.thread)
+                        .to_string(),
+                    content: serde_json::to_string(&m.content)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    processing: if m.content.expects_reply() {
+                        "pending"
+                    } else {
+                        "skipped"
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+
+        on_pool!(self, |pool, Db| {
+            let mut tx = pool.begin().await?;
+            let mut outcome = RecordOutcome::default();
+            for chunk in prepared.chunks(INSERT_CHUNK) {
+                let mut seen = HashSet::new();
+                let contacts: Vec<&Prepared> = chunk
+                    .iter()
+                    .filter(|p| seen.insert(&p.contact_id))
+                    .collect();
+                let mut insert = QueryBuilder::<Db>::new(
+                    "INSERT INTO contacts (id, tenant_id, channel, address, display_name, created_at, updated_at) ",
+                );
+                insert.push_values(&contacts, |mut row, p| {
+                    row.push_bind(&p.contact_id)
+                        .push_bind(p.message.tenant.as_str())
+                        .push_bind(p.message.channel.as_str())
+                        .push_bind(&p.message.sender)
+                        .push_bind(p.message.sender_name.as_deref())
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                insert.push(" ON CONFLICT DO NOTHING");
+                insert.build().execute(&mut *tx).await?;
+
+                let mut seen = HashSet::new();
+                let conversations: Vec<&Prepared> = chunk
+                    .iter()
+                    .filter(|p| seen.insert(&p.conversation_id))
+                    .collect();
+                let mut insert = QueryBuilder::<Db>::new(
+                    "INSERT INTO conversations (id, tenant_id, contact_id, channel, thread, state, created_at, updated_at) ",
+                );
+                insert.push_values(&conversations, |mut row, p| {
+                    row.push_bind(&p.conversation_id)
+                        .push_bind(p.message.tenant.as_str())
+                        .push_bind(&p.contact_id)
+                        .push_bind(p.message.channel.as_str())
+                        .push_bind(&p.message.thread)
+                        .push_bind("bot")
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                insert.push(" ON CONFLICT DO NOTHING");
+                insert.build().execute(&mut *tx).await?;
+
+                let mut insert = QueryBuilder::<Db>::new(
+                    "INSERT INTO messages (id, tenant_id, conversation_id, channel, direction, author, kind, address, body, content, provider_message_id, sent_at, processing, status, status_rank, created_at, updated_at) ",
+                );
+                insert.push_values(chunk, |mut row, p| {
+                    row.push_bind(&p.id)
+                        .push_bind(p.message.tenant.as_str())
+                        .push_bind(&p.conversation_id)
+                        .push_bind(p.message.channel.as_str())
+                        .push_bind("inbound")
+                        .push_bind("prospect")
+                        .push_bind(p.message.content.kind_name())
+                        .push_bind(&p.message.sender)
+                        .push_bind(p.message.text())
+                        .push_bind(&p.content)
+                        .push_bind(p.message.provider_message_id.as_str())
+                        .push_bind(p.message.sent_at_ms)
+                        .push_bind(p.processing)
+                        .push_bind("received")
+                        .push_bind(0_i32)
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                insert.push(" ON CONFLICT DO NOTHING RETURNING id");
+                let inserted: Vec<(String,)> = insert.build_query_as().fetch_all(&mut *tx).await?;
+                let inserted: HashSet<String> = inserted.into_iter().map(|(id,)| id).collect();
+                for p in chunk.iter().filter(|p| inserted.contains(&p.id)) {
+                    outcome.inserted.push(Inserted {
+                        index: p.index,
+                        id: MessageId(super::records::parse_uuid(&p.id)?),
+                        conversation: ConversationId(super::records::parse_uuid(
+                            &p.conversation_id,
+                        )?),
+                        pending: p.processing == "pending",
+                    });
+                }
+            }
+            for status in statuses {
+                let changed = super::receipts::apply_status!(&mut *tx, status, now);
+                outcome.status_changes.extend(changed);
+            }
+            tx.commit().await?;
+            Ok(outcome)
+        })
+    }
+
+    /// The conversation's messages that wait for a worker, oldest first.
+    #[tracing::instrument(skip_all, fields(conversation.id = %conversation))]
+    pub async fn pending_inbound(
+        &self,
+        conversation: ConversationId,
+        limit: i64,
+    ) -> Result<Vec<PendingInbound>, StoreError> {
+        let rows: Vec<PendingRow> = on_pool!(self, |pool, Db| {
+            sqlx::query_as(
+                "SELECT id, tenant_id, conversation_id, channel, provider_message_id, content, sent_at, created_at
+                 FROM messages
+                 WHERE conversation_id = $1 AND processing = 'pending'
+                 ORDER BY sent_at, seq
+                 LIMIT $2",
+            )
+            .bind(conversation.to_string())
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        convert(rows)
+    }
+
+    /// Conversations with messages recorded before `recorded_before` that no worker has finished:
+    /// the work a crashed replica left behind.
+    pub async fn conversations_with_pending(
+        &self,
+        recorded_before: i64,
+        limit: i64,
+    ) -> Result<Vec<ConversationId>, StoreError> {
+        let ids: Vec<(String,)> = on_pool!(self, |pool, Db| {
+            sqlx::query_as(
+                "SELECT DISTINCT conversation_id FROM messages
+                 WHERE processing = 'pending' AND created_at <= $1
+                 LIMIT $2",
+            )
+            .bind(recorded_before)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        ids.into_iter()
+            .map(|(id,)| Ok(ConversationId(super::records::parse_uuid(&id)?)))
+            .collect()
+    }
+
+    /// Marks an inbound message handled and writes its replies to the outbox, atomically.
+    /// Returns `false` (writing nothing) when the message was already handled: a second worker
+    /// or a replay after a crash can never add a second reply.
+    #[tracing::instrument(skip_all, fields(message.id = %message, replies = completion.replies.len()))]
+    pub async fn complete_inbound(
+        &self,
+        message: MessageId,
+        conversation: &ConversationRecord,
+        completion: &Completion,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let replies: Vec<(usize, &NewReply, String)> = completion
+            .replies
+            .iter()
+            .enumerate()
+            .map(|(part, reply)| {
+                let content = serde_json::to_string(&MessageContent::Text {
+                    body: reply.text.clone(),
+                })
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok((part, reply, content))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let message = message.to_string();
+        let conversation_id = conversation.id.to_string();
+        on_pool!(self, |pool, Db| {
+            let mut tx = pool.begin().await?;
+            let updated = sqlx::query(
+                "UPDATE messages SET processing = $1, intent = $2, confidence = $3, updated_at = $4
+                 WHERE id = $5 AND processing = 'pending'",
+            )
+            .bind(if completion.answered {
+                "done"
+            } else {
+                "skipped"
+            })
+            .bind(completion.intent.as_deref())
+            .bind(completion.confidence)
+            .bind(now)
+            .bind(&message)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            if !replies.is_empty() {
+                let mut insert = QueryBuilder::<Db>::new(
+                    "INSERT INTO messages (id, tenant_id, conversation_id, channel, direction, author, kind, address, body, content, sent_at, intent, confidence, in_reply_to, part, status, status_rank, attempts, next_attempt_at, created_at, updated_at) ",
+                );
+                insert.push_values(&replies, |mut row, (part, reply, content)| {
+                    row.push_bind(reply.id.to_string())
+                        .push_bind(conversation.tenant.as_str())
+                        .push_bind(&conversation_id)
+                        .push_bind(conversation.channel.as_str())
+                        .push_bind("outbound")
+                        .push_bind("bot")
+                        .push_bind("text")
+                        .push_bind(&conversation.address)
+                        .push_bind(&reply.text)
+                        .push_bind(content)
+                        .push_bind(now)
+                        .push_bind(completion.intent.as_deref())
+                        .push_bind(completion.confidence)
+                        .push_bind(&message)
+                        .push_bind(*part as i32)
+                        .push_bind("queued")
+                        .push_bind(0_i32)
+                        .push_bind(0_i32)
+                        .push_bind(now)
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                insert.push(" ON CONFLICT DO NOTHING");
+                insert.build().execute(&mut *tx).await?;
+            }
+            sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(&conversation_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+}

@@ -1,0 +1,227 @@
+//! The outbound outbox: queued messages are claimed by senders with a lease, delivered, and marked
+//! sent, retried later or failed. Only the oldest queued message of a conversation can be claimed,
+//! so replies leave in order even when one of them is being retried. A claim whose lease expired
+//! (its sender died during the provider call) is claimed again: that is the one window in which a
+//! message can be sent twice, and `OutboundJob::previous_attempt_vanished` lets the caller count it.
+
+use super::records::{parse_channel, parse_uuid};
+use super::{Store, StoreError, on_pool};
+use crate::domain::{
+    Channel, ConversationId, DeliveryStatus, MessageId, ProviderMessageId, TenantId,
+};
+
+/// An outbound message claimed for delivery.
+#[derive(Debug, Clone)]
+pub struct OutboundJob {
+    pub id: MessageId,
+    pub tenant: TenantId,
+    pub conversation_id: ConversationId,
+    pub channel: Channel,
+    /// The recipient's address. Personal data: never log it.
+    pub address: String,
+    pub text: String,
+    /// Attempts including this one.
+    pub attempts: i32,
+    /// An earlier claim ended without a recorded outcome: its sender died mid-call.
+    pub previous_attempt_vanished: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: String,
+    tenant_id: String,
+    conversation_id: String,
+    channel: String,
+    address: String,
+    body: Option<String>,
+    attempts: i32,
+    error_detail: Option<String>,
+}
+
+/// Why a delivery attempt did not succeed, as recorded on the message.
+#[derive(Debug, Clone)]
+pub struct SendFailure {
+    pub code: Option<i64>,
+    pub detail: String,
+}
+
+const CLAIM_CANDIDATES: &str = "
+    SELECT m.seq FROM messages m
+    WHERE m.direction = 'outbound' AND m.status = 'queued'
+      AND m.next_attempt_at <= $2
+      AND (m.lease_until IS NULL OR m.lease_until < $2)
+      AND NOT EXISTS (
+          SELECT 1 FROM messages p
+          WHERE p.conversation_id = m.conversation_id AND p.direction = 'outbound'
+            AND p.status = 'queued' AND p.seq < m.seq)
+    ORDER BY m.seq
+    LIMIT $3";
+
+const CLAIM_RETURNING: &str =
+    " RETURNING id, tenant_id, conversation_id, channel, address, body, attempts, error_detail";
+
+impl Store {
+    /// Claims up to `limit` due outbound messages (at most one per conversation) for `lease_ms`.
+    #[tracing::instrument(skip_all)]
+    pub async fn claim_outbound(
+        &self,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboundJob>, StoreError> {
+        let update = "UPDATE messages SET lease_until = $1, attempts = attempts + 1 WHERE seq IN (";
+        let rows: Vec<JobRow> = match self {
+            Store::Sqlite(pool) => {
+                sqlx::query_as(&format!("{update}{CLAIM_CANDIDATES}){CLAIM_RETURNING}"))
+                    .bind(now + lease_ms)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+            }
+            Store::Postgres(pool) => {
+                sqlx::query_as(&format!(
+                    "{update}{CLAIM_CANDIDATES} FOR UPDATE OF m SKIP LOCKED){CLAIM_RETURNING}"
+                ))
+                .bind(now + lease_ms)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        rows.into_iter()
+            .map(|row| {
+                Ok(OutboundJob {
+                    id: MessageId(parse_uuid(&row.id)?),
+                    tenant: TenantId::parse(&row.tenant_id).map_err(StoreError::Corrupt)?,
+                    conversation_id: ConversationId(parse_uuid(&row.conversation_id)?),
+                    channel: parse_channel(&row.channel)?,
+                    address: row.address,
+                    text: row.body.unwrap_or_default(),
+                    attempts: row.attempts,
+                    previous_attempt_vanished: row.attempts > 1 && row.error_detail.is_none(),
+                })
+            })
+            .collect()
+    }
+
+    /// The provider accepted the message: record its id and apply receipts that came early.
+    /// Channels without provider receipts (the web channel) pass `Delivered` and no id.
+    #[tracing::instrument(skip_all, fields(message.id = %id))]
+    pub async fn mark_sent(
+        &self,
+        id: MessageId,
+        provider_id: Option<&ProviderMessageId>,
+        status: DeliveryStatus,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let id = id.to_string();
+        on_pool!(self, |pool, Db| {
+            let mut tx = pool.begin().await?;
+            let row: Option<(String, String)> = sqlx::query_as(
+                "UPDATE messages
+                 SET status = $1, status_rank = $2, provider_message_id = $3, lease_until = NULL,
+                     error_code = NULL, error_detail = NULL, updated_at = $4
+                 WHERE id = $5 AND status = 'queued'
+                 RETURNING tenant_id, channel",
+            )
+            .bind(status.as_str())
+            .bind(status.rank() as i32)
+            .bind(provider_id.map(|p| p.as_str()))
+            .bind(now)
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let (Some((tenant, channel)), Some(provider_id)) = (row, provider_id) {
+                let early: Option<(String, i32, Option<i64>, Option<String>)> = sqlx::query_as(
+                    "SELECT status, status_rank, error_code, error_title FROM delivery_receipts
+                     WHERE tenant_id = $1 AND channel = $2 AND provider_message_id = $3
+                     ORDER BY status_rank DESC LIMIT 1",
+                )
+                .bind(&tenant)
+                .bind(&channel)
+                .bind(provider_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some((status, rank, code, title)) = early {
+                    sqlx::query(
+                        "UPDATE messages SET status = $1, status_rank = $2,
+                             error_code = COALESCE($3, error_code), error_detail = COALESCE($4, error_detail)
+                         WHERE id = $5 AND status_rank < $2",
+                    )
+                    .bind(status)
+                    .bind(rank)
+                    .bind(code)
+                    .bind(title)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// The attempt failed in a way worth retrying: queue it again for `next_attempt_at`.
+    pub async fn schedule_retry(
+        &self,
+        id: MessageId,
+        next_attempt_at: i64,
+        failure: &SendFailure,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, |pool, Db| {
+            sqlx::query(
+                "UPDATE messages SET next_attempt_at = $1, lease_until = NULL, error_code = $2,
+                     error_detail = $3, updated_at = $4
+                 WHERE id = $5 AND status = 'queued'",
+            )
+            .bind(next_attempt_at)
+            .bind(failure.code)
+            .bind(&failure.detail)
+            .bind(now)
+            .bind(id.to_string())
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// The message cannot be delivered: mark it failed with the reason.
+    pub async fn mark_failed(
+        &self,
+        id: MessageId,
+        failure: &SendFailure,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, |pool, Db| {
+            sqlx::query(
+                "UPDATE messages SET status = 'failed', status_rank = $1, lease_until = NULL,
+                     error_code = $2, error_detail = $3, updated_at = $4
+                 WHERE id = $5 AND status = 'queued'",
+            )
+            .bind(DeliveryStatus::Failed.rank() as i32)
+            .bind(failure.code)
+            .bind(&failure.detail)
+            .bind(now)
+            .bind(id.to_string())
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Outbound messages queued and not yet delivered, for the queue-depth metric.
+    pub async fn outbox_depth(&self) -> Result<i64, StoreError> {
+        let (n,): (i64,) = on_pool!(self, |pool, Db| {
+            sqlx::query_as(
+                "SELECT COUNT(*) FROM messages WHERE direction = 'outbound' AND status = 'queued'",
+            )
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(n)
+    }
+}

@@ -1,0 +1,255 @@
+//! Starts the real server on port 0 with a fake Graph API, on SQLite and in-process backends or on
+//! PostgreSQL and Redis, and talks HTTP to it as Meta and web visitors do.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use parley::app::{App, BuildOptions};
+use parley::channels::whatsapp::sign;
+use parley::config::Config;
+use parley::testkit::fake_graph::FakeGraph;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::common;
+
+pub const APP_SECRET: &str = "test-app-secret";
+pub const VERIFY_TOKEN: &str = "test-verify-token";
+pub const PHONE_NUMBER_ID: &str = "106540352242922";
+pub const ACCESS_TOKEN: &str = "test-access-token";
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// Which backends the server runs on.
+#[derive(Debug, Clone)]
+pub enum Backends {
+    /// SQLite in a temporary data dir, in-process queue, memory and live events.
+    Embedded,
+    /// PostgreSQL (a fresh schema) and Redis (a fresh key prefix).
+    Servers { database_url: String, schema: String, redis_url: String, prefix: String },
+}
+
+impl Backends {
+    /// PostgreSQL and Redis from the test environment, or `None` (after printing why) to skip.
+    pub fn servers() -> Option<Self> {
+        let database_url = common::postgres_url()?;
+        let redis_url = common::redis_url()?;
+        Some(Backends::Servers {
+            database_url,
+            schema: common::unique_name("gw"),
+            redis_url,
+            prefix: common::unique_name("gw"),
+        })
+    }
+}
+
+/// A running server and the fakes around it.
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub graph: FakeGraph,
+    pub data_dir: PathBuf,
+    backends: Backends,
+    _dir: Option<tempfile::TempDir>,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub struct Spawn {
+    pub backends: Backends,
+    pub background_tasks: bool,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl Spawn {
+    pub fn new(backends: Backends) -> Self {
+        Self { backends, background_tasks: true, extra_env: Vec::new() }
+    }
+}
+
+impl TestApp {
+    pub async fn embedded() -> Self {
+        Self::start(Spawn::new(Backends::Embedded)).await
+    }
+
+    pub async fn start(spawn: Spawn) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_path_buf();
+        let graph = FakeGraph::start().await.unwrap();
+        Self::start_on(spawn, data_dir, Some(dir), graph).await
+    }
+
+    async fn start_on(
+        spawn: Spawn,
+        data_dir: PathBuf,
+        dir: Option<tempfile::TempDir>,
+        graph: FakeGraph,
+    ) -> Self {
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        let manifest = env!("CARGO_MANIFEST_DIR");
+        for (k, v) in [
+            ("PARLEY_DATA_DIR", data_dir.display().to_string()),
+            ("PARLEY_PROMPTS_DIR", format!("{manifest}/prompts")),
+            ("PARLEY_KNOWLEDGE_DIR", format!("{manifest}/knowledge")),
+            ("PARLEY_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
+            ("PARLEY_WORKERS", "4".to_owned()),
+            ("WHATSAPP_APP_SECRET", APP_SECRET.to_owned()),
+            ("WHATSAPP_VERIFY_TOKEN", VERIFY_TOKEN.to_owned()),
+            ("WHATSAPP_PHONE_NUMBER_ID", PHONE_NUMBER_ID.to_owned()),
+            ("WHATSAPP_ACCESS_TOKEN", ACCESS_TOKEN.to_owned()),
+            ("WHATSAPP_API_BASE", graph.base_url()),
+            ("PARLEY_CONFIG", format!("{manifest}/tests/data/empty.toml")),
+        ] {
+            env.insert(k.to_owned(), v);
+        }
+        let mut options = BuildOptions { background_tasks: spawn.background_tasks, ..BuildOptions::default() };
+        if let Backends::Servers { database_url, schema, redis_url, prefix } = &spawn.backends {
+            env.insert("DATABASE_URL".into(), database_url.clone());
+            env.insert("REDIS_URL".into(), redis_url.clone());
+            env.insert("PARLEY_REDIS_PREFIX".into(), prefix.clone());
+            options.postgres_schema = Some(schema.clone());
+        }
+        for (k, v) in &spawn.extra_env {
+            env.insert(k.clone(), v.clone());
+        }
+        let config = Config::from_sources(&env).expect("test configuration");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let app = App::build_with(config, listener, options).await.expect("app builds");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let shutdown = app.shutdown_token();
+        let handle = tokio::spawn(app.run_until_stopped());
+        TestApp {
+            base,
+            http: reqwest::Client::new(),
+            graph,
+            data_dir,
+            backends: spawn.backends,
+            _dir: dir,
+            shutdown,
+            handle: Some(handle),
+        }
+    }
+
+    /// Aborts the server and its tasks at once, as a crash would, then starts a new one on the
+    /// same data (same data dir, schema and prefix) and the same fake Graph API.
+    pub async fn crash_and_restart(mut self, background_tasks: bool) -> Self {
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+            let _ = handle.await;
+        }
+        let spawn = Spawn { backends: self.backends.clone(), background_tasks, extra_env: Vec::new() };
+        let dir = self._dir.take();
+        let graph = self.graph.clone();
+        Self::start_on(spawn, self.data_dir.clone(), dir, graph).await
+    }
+
+    /// Stops gracefully (like SIGTERM) and returns how the server ended.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.handle.take().unwrap().await.unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Posts a body to the WhatsApp webhook signed with the configured app secret.
+    pub async fn post_whatsapp(&self, body: &[u8]) -> reqwest::Response {
+        self.post_whatsapp_signed(body, &sign(APP_SECRET.as_bytes(), body)).await
+    }
+
+    pub async fn post_whatsapp_signed(&self, body: &[u8], signature: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/webhooks/whatsapp"))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", signature)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        response.json().await.unwrap()
+    }
+
+    /// The messages of a conversation, as staff see them.
+    pub async fn messages(&self, conversation: &str) -> Vec<Value> {
+        let body = self.admin_get(&format!("/api/v1/conversations/{conversation}/messages")).await;
+        body["messages"].as_array().unwrap().clone()
+    }
+
+    /// Waits until the conversation has `n` bot messages with status beyond queued.
+    pub async fn wait_for_bot_messages(&self, conversation: &str, n: usize) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let messages = self.messages(conversation).await;
+            let done: Vec<Value> = messages
+                .iter()
+                .filter(|m| m["author"] == "bot" && m["status"] != "queued")
+                .cloned()
+                .collect();
+            if done.len() >= n {
+                return done;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("timed out waiting for {n} delivered bot messages; have {messages:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A Meta webhook envelope with text messages from one sender.
+pub fn whatsapp_texts(wa_id: &str, messages: &[(&str, &str)]) -> Vec<u8> {
+    let messages: Vec<Value> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, (wamid, body))| {
+            json!({
+                "from": wa_id,
+                "id": wamid,
+                "timestamp": (1_700_000_000 + i).to_string(),
+                "type": "text",
+                "text": {"body": body}
+            })
+        })
+        .collect();
+    let envelope = json!({
+        "object": "whatsapp_business_account",
+        "entry": [{
+            "id": "102290129340398",
+            "changes": [{
+                "field": "messages",
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
+                    "contacts": [{"profile": {"name": "Asha"}, "wa_id": wa_id}],
+                    "messages": messages
+                }
+            }]
+        }]
+    });
+    serde_json::to_vec(&envelope).unwrap()
+}
+
+/// The conversation id Parley derives for a WhatsApp sender of the default tenant.
+pub fn whatsapp_conversation(wa_id: &str) -> String {
+    parley::domain::ConversationId::derive(
+        &parley::domain::TenantId::default_tenant(),
+        parley::domain::Channel::Whatsapp,
+        wa_id,
+    )
+    .to_string()
+}

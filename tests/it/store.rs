@@ -1,0 +1,458 @@
+//! The record store's conformance suite: every test body runs against SQLite and PostgreSQL
+//! (`PARLEY_TEST_DATABASE_URL`, one schema per test).
+
+use parley::domain::{
+    Channel, ConversationId, DeliveryStatus, InboundMessage, MessageContent, MessageId,
+    ProviderError, ProviderMessageId, StatusUpdate, TenantId,
+};
+use parley::store::{Completion, NewReply, SendFailure, Store};
+
+use crate::common;
+
+pub async fn sqlite_store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("test.db"))
+        .await
+        .unwrap();
+    (store, dir)
+}
+
+pub async fn postgres_store() -> Option<Store> {
+    let url = common::postgres_url()?;
+    let schema = common::unique_name("store");
+    Some(Store::open_postgres(&url, Some(&schema)).await.unwrap())
+}
+
+macro_rules! store_suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (store, _dir) = super::sqlite_store().await;
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(store) = super::postgres_store().await else { return };
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
+store_suite!(
+    recording_the_same_provider_message_twice_keeps_one,
+    pending_messages_come_oldest_first,
+    completing_a_message_twice_writes_its_replies_once,
+    only_the_oldest_queued_reply_of_a_conversation_is_claimed,
+    a_claimed_reply_is_not_claimed_again_until_its_lease_expires,
+    a_vanished_attempt_is_reported_when_reclaimed,
+    statuses_only_move_forward_and_failures_keep_their_code,
+    a_status_that_arrives_before_the_send_returns_is_applied,
+    work_left_pending_is_found_for_recovery,
+    reactions_are_recorded_but_need_no_reply,
+);
+
+fn tenant() -> TenantId {
+    TenantId::default_tenant()
+}
+
+fn text_from(sender: &str, wamid: &str, sent_at_ms: i64, body: &str) -> InboundMessage {
+    InboundMessage {
+        tenant: tenant(),
+        channel: Channel::Whatsapp,
+        provider_message_id: ProviderMessageId::parse(wamid).unwrap(),
+        sender: sender.to_owned(),
+        thread: sender.to_owned(),
+        sender_name: Some("Asha".to_owned()),
+        sent_at_ms,
+        content: MessageContent::Text {
+            body: body.to_owned(),
+        },
+        context: None,
+        referral: None,
+    }
+}
+
+fn reply(text: &str) -> Completion {
+    Completion {
+        answered: true,
+        intent: Some("pricing".to_owned()),
+        confidence: Some(0.9),
+        replies: vec![NewReply {
+            id: MessageId::new(),
+            text: text.to_owned(),
+        }],
+    }
+}
+
+/// Records one message and completes it with one reply; returns the conversation id.
+async fn answered(store: &Store, sender: &str, wamid: &str, text: &str) -> ConversationId {
+    store
+        .record_inbound(&[text_from(sender, wamid, 1_000, "hi")], &[], 1_000)
+        .await
+        .unwrap();
+    let conversation = ConversationId::derive(&tenant(), Channel::Whatsapp, sender);
+    let record = store.conversation(conversation).await.unwrap().unwrap();
+    let pending = store.pending_inbound(conversation, 10).await.unwrap();
+    let last = pending.last().unwrap();
+    assert!(
+        store
+            .complete_inbound(last.id, &record, &reply(text), 2_000)
+            .await
+            .unwrap()
+    );
+    conversation
+}
+
+async fn recording_the_same_provider_message_twice_keeps_one(store: Store) {
+    let message = text_from("15550001", "wamid.A", 1_000, "hello");
+    let first = store
+        .record_inbound(std::slice::from_ref(&message), &[], 10)
+        .await
+        .unwrap();
+    assert_eq!(first.inserted.len(), 1);
+    // A redelivery, alone and inside a batch with a new message.
+    let again = store
+        .record_inbound(std::slice::from_ref(&message), &[], 20)
+        .await
+        .unwrap();
+    assert!(again.inserted.is_empty());
+    let mixed = store
+        .record_inbound(
+            &[
+                message.clone(),
+                text_from("15550001", "wamid.B", 2_000, "there"),
+            ],
+            &[],
+            30,
+        )
+        .await
+        .unwrap();
+    assert_eq!(mixed.inserted.len(), 1);
+    assert_eq!(mixed.inserted[0].index, 1);
+    let conversation = ConversationId::derive(&tenant(), Channel::Whatsapp, "15550001");
+    let messages = store.list_messages(conversation, 100).await.unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0].text.as_deref(), Some("hello"));
+}
+
+async fn pending_messages_come_oldest_first(store: Store) {
+    // Recorded out of order: the later message first.
+    store
+        .record_inbound(&[text_from("15550002", "wamid.2", 5_000, "second")], &[], 1)
+        .await
+        .unwrap();
+    store
+        .record_inbound(&[text_from("15550002", "wamid.1", 4_000, "first")], &[], 2)
+        .await
+        .unwrap();
+    let conversation = ConversationId::derive(&tenant(), Channel::Whatsapp, "15550002");
+    let pending = store.pending_inbound(conversation, 10).await.unwrap();
+    let texts: Vec<_> = pending
+        .iter()
+        .map(|p| p.content.text().unwrap().to_owned())
+        .collect();
+    assert_eq!(texts, ["first", "second"]);
+}
+
+async fn completing_a_message_twice_writes_its_replies_once(store: Store) {
+    store
+        .record_inbound(&[text_from("15550003", "wamid.C", 1_000, "price?")], &[], 1)
+        .await
+        .unwrap();
+    let conversation = ConversationId::derive(&tenant(), Channel::Whatsapp, "15550003");
+    let record = store.conversation(conversation).await.unwrap().unwrap();
+    let pending = store.pending_inbound(conversation, 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    let id = pending[0].id;
+    assert!(
+        store
+            .complete_inbound(id, &record, &reply("₹1.12 Cr"), 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .complete_inbound(id, &record, &reply("again"), 3)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .pending_inbound(conversation, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let messages = store.list_messages(conversation, 100).await.unwrap();
+    let bot: Vec<_> = messages
+        .iter()
+        .filter(|m| m.author == parley::domain::Author::Bot)
+        .collect();
+    assert_eq!(bot.len(), 1);
+    assert_eq!(bot[0].text.as_deref(), Some("₹1.12 Cr"));
+    assert_eq!(bot[0].status, "queued");
+}
+
+async fn only_the_oldest_queued_reply_of_a_conversation_is_claimed(store: Store) {
+    let conversation = answered(&store, "15550004", "wamid.D1", "one").await;
+    store
+        .record_inbound(
+            &[text_from("15550004", "wamid.D2", 1_500, "more")],
+            &[],
+            1_500,
+        )
+        .await
+        .unwrap();
+    let record = store.conversation(conversation).await.unwrap().unwrap();
+    let pending = store.pending_inbound(conversation, 10).await.unwrap();
+    store
+        .complete_inbound(pending[0].id, &record, &reply("two"), 2_500)
+        .await
+        .unwrap();
+    let other = answered(&store, "15550005", "wamid.E1", "other").await;
+
+    let claimed = store.claim_outbound(10_000, 30_000, 10).await.unwrap();
+    let texts: Vec<_> = claimed.iter().map(|j| j.text.as_str()).collect();
+    assert_eq!(claimed.len(), 2, "{texts:?}");
+    assert!(
+        texts.contains(&"one") && texts.contains(&"other"),
+        "{texts:?}"
+    );
+    assert!(
+        claimed
+            .iter()
+            .all(|j| j.conversation_id == conversation || j.conversation_id == other)
+    );
+
+    // "two" becomes claimable once "one" is sent; a retry of "one" would have kept it back.
+    let one = claimed.iter().find(|j| j.text == "one").unwrap();
+    store
+        .mark_sent(
+            one.id,
+            Some(&ProviderMessageId::parse("wamid.out1").unwrap()),
+            DeliveryStatus::Sent,
+            10_001,
+        )
+        .await
+        .unwrap();
+    let next = store.claim_outbound(10_002, 30_000, 10).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].text, "two");
+    assert_eq!(next[0].address, "15550004");
+}
+
+async fn a_claimed_reply_is_not_claimed_again_until_its_lease_expires(store: Store) {
+    answered(&store, "15550006", "wamid.F", "hello").await;
+    let first = store.claim_outbound(10_000, 5_000, 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(
+        store
+            .claim_outbound(12_000, 5_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A retryable failure: due again at 20_000, not before.
+    store
+        .schedule_retry(
+            first[0].id,
+            20_000,
+            &SendFailure {
+                code: Some(130429),
+                detail: "throughput".into(),
+            },
+            12_500,
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_outbound(19_999, 5_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let retried = store.claim_outbound(20_000, 5_000, 10).await.unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].attempts, 2);
+    assert!(!retried[0].previous_attempt_vanished);
+    store
+        .mark_failed(
+            retried[0].id,
+            &SendFailure {
+                code: Some(131026),
+                detail: "undeliverable".into(),
+            },
+            21_000,
+        )
+        .await
+        .unwrap();
+    let record = store.message(retried[0].id).await.unwrap().unwrap();
+    assert_eq!(record.status, "failed");
+    assert_eq!(record.error_code, Some(131026));
+    assert!(
+        store
+            .claim_outbound(99_000, 5_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn a_vanished_attempt_is_reported_when_reclaimed(store: Store) {
+    answered(&store, "15550007", "wamid.G", "hello").await;
+    let first = store.claim_outbound(10_000, 5_000, 10).await.unwrap();
+    assert!(!first[0].previous_attempt_vanished);
+    // The sender died: no outcome recorded. After the lease the message is claimed again.
+    let again = store.claim_outbound(15_001, 5_000, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert!(again[0].previous_attempt_vanished);
+}
+
+fn status(wamid: &str, status: DeliveryStatus, error: Option<i64>) -> StatusUpdate {
+    StatusUpdate {
+        tenant: tenant(),
+        channel: Channel::Whatsapp,
+        provider_message_id: ProviderMessageId::parse(wamid).unwrap(),
+        status,
+        at_ms: 1,
+        error: error.map(|code| ProviderError {
+            code,
+            title: Some("failed".into()),
+        }),
+    }
+}
+
+async fn statuses_only_move_forward_and_failures_keep_their_code(store: Store) {
+    answered(&store, "15550008", "wamid.H", "hello").await;
+    let job = store
+        .claim_outbound(10_000, 5_000, 10)
+        .await
+        .unwrap()
+        .remove(0);
+    let wamid = ProviderMessageId::parse("wamid.sent.H").unwrap();
+    store
+        .mark_sent(job.id, Some(&wamid), DeliveryStatus::Sent, 10_001)
+        .await
+        .unwrap();
+    let changed = store
+        .apply_statuses(
+            &[status("wamid.sent.H", DeliveryStatus::Read, None)],
+            10_002,
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.len(), 1);
+    // Late and duplicated receipts change nothing.
+    let changed = store
+        .apply_statuses(
+            &[
+                status("wamid.sent.H", DeliveryStatus::Delivered, None),
+                status("wamid.sent.H", DeliveryStatus::Read, None),
+            ],
+            10_003,
+        )
+        .await
+        .unwrap();
+    assert!(changed.is_empty());
+    assert_eq!(store.message(job.id).await.unwrap().unwrap().status, "read");
+    store
+        .apply_statuses(
+            &[status("wamid.sent.H", DeliveryStatus::Failed, Some(131047))],
+            10_004,
+        )
+        .await
+        .unwrap();
+    let record = store.message(job.id).await.unwrap().unwrap();
+    assert_eq!(record.status, "failed");
+    assert_eq!(record.error_code, Some(131047));
+}
+
+async fn a_status_that_arrives_before_the_send_returns_is_applied(store: Store) {
+    answered(&store, "15550009", "wamid.I", "hello").await;
+    let job = store
+        .claim_outbound(10_000, 5_000, 10)
+        .await
+        .unwrap()
+        .remove(0);
+    // Meta reports delivery before our send call has recorded the id.
+    let outcome = store
+        .record_inbound(
+            &[],
+            &[status("wamid.sent.I", DeliveryStatus::Delivered, None)],
+            10_001,
+        )
+        .await
+        .unwrap();
+    assert!(outcome.status_changes.is_empty());
+    store
+        .mark_sent(
+            job.id,
+            Some(&ProviderMessageId::parse("wamid.sent.I").unwrap()),
+            DeliveryStatus::Sent,
+            10_002,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.message(job.id).await.unwrap().unwrap().status,
+        "delivered"
+    );
+}
+
+async fn work_left_pending_is_found_for_recovery(store: Store) {
+    store
+        .record_inbound(&[text_from("15550010", "wamid.J", 1, "hi")], &[], 1_000)
+        .await
+        .unwrap();
+    let conversation = ConversationId::derive(&tenant(), Channel::Whatsapp, "15550010");
+    assert!(
+        store
+            .conversations_with_pending(999, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.conversations_with_pending(1_000, 10).await.unwrap(),
+        vec![conversation]
+    );
+    answered(&store, "15550011", "wamid.K", "done").await;
+    let found = store
+        .conversations_with_pending(i64::MAX, 10)
+        .await
+        .unwrap();
+    assert_eq!(found, vec![conversation]);
+}
+
+async fn reactions_are_recorded_but_need_no_reply(store: Store) {
+    let mut reaction = text_from("15550012", "wamid.L", 1, "");
+    reaction.content = MessageContent::Reaction {
+        message_id: "wamid.X".into(),
+        emoji: Some("👍".into()),
+    };
+    let outcome = store.record_inbound(&[reaction], &[], 1).await.unwrap();
+    assert_eq!(outcome.inserted.len(), 1);
+    assert!(!outcome.inserted[0].pending);
+    assert!(outcome.conversations().is_empty());
+    let conversation = ConversationId::derive(&tenant(), Channel::Whatsapp, "15550012");
+    assert!(
+        store
+            .pending_inbound(conversation, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.list_messages(conversation, 10).await.unwrap()[0].kind,
+        "reaction"
+    );
+}
