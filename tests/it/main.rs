@@ -1,4 +1,7 @@
 //! Integration tests: one binary (one link) for all of them. Each module is one feature.
 
+mod backends_broadcast;
+mod backends_memory;
+mod backends_queue;
 mod common;
 mod store;
