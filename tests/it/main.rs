@@ -5,3 +5,4 @@ mod backends_memory;
 mod backends_queue;
 mod common;
 mod store;
+mod whatsapp;
