@@ -1,1 +1,3 @@
 //! Command-line subcommands that are more than a call into the library.
+
+pub mod eval;

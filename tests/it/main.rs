@@ -6,3 +6,4 @@ mod backends_queue;
 mod common;
 mod store;
 mod whatsapp;
+mod intents;

@@ -1,0 +1,392 @@
+//! Intent classification through an OpenAI-compatible chat completions API (OpenAI, Azure's
+//! `/openai/v1` endpoint, Groq, Gemini's OpenAI endpoint, Ollama, vLLM), using `async-openai`
+//! with a custom base URL.
+//!
+//! The request asks for a JSON object through `response_format: json_schema`: `intent` (one of
+//! the catalogue's names or `out_of_scope`), `confidence` (0..1) and `entities` (an object).
+//! The answer is validated: anything else is an [`LlmError`], never a guess. A call is a single
+//! attempt bounded by the configured timeout (async-openai's own rate-limit retries are turned
+//! off): a message waiting on a retry loop is worse than the offline answer the detector falls
+//! back to.
+//!
+//! Neither the message text nor the key ever reaches a log line or an error message.
+
+use std::time::Duration;
+
+use async_openai::Client;
+use async_openai::config::OpenAIConfig;
+use async_openai::error::OpenAIError;
+use async_openai::types::{
+    ChatCompletionRequestMessage, ChatCompletionRequestSystemMessageArgs,
+    ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequestArgs, ResponseFormat,
+    ResponseFormatJsonSchema,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::catalog::IntentCatalog;
+use super::prediction::{IntentPrediction, PredictionSource};
+
+/// The `intent` value with which the model declines every catalogue intent.
+pub const OUT_OF_SCOPE: &str = "out_of_scope";
+
+const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+const SCHEMA_NAME: &str = "intent_classification";
+
+/// How to reach the model.
+#[derive(Debug, Clone)]
+pub struct LlmSettings {
+    pub api_key: SecretString,
+    /// The API root, e.g. `http://localhost:11434/v1` for Ollama; OpenAI's when `None`.
+    pub base_url: Option<String>,
+    pub chat_model: String,
+    /// Upper bound on one classification call, connection included.
+    pub timeout: std::time::Duration,
+}
+
+/// Why an LLM classification failed. Messages carry no message text, key or model output.
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    #[error("the language model did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the language model API is rate limiting us")]
+    RateLimited,
+    #[error("the language model API refused the request ({0})")]
+    Api(String),
+    #[error("the language model API could not be reached: {0}")]
+    Transport(String),
+    #[error("the language model's answer does not follow the schema: {0}")]
+    Malformed(&'static str),
+    #[error("the language model answered an intent that is not in the catalogue")]
+    UnknownIntent,
+}
+
+impl LlmError {
+    /// A short, stable name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LlmError::Timeout(_) => "timeout",
+            LlmError::RateLimited => "rate_limited",
+            LlmError::Api(_) => "api",
+            LlmError::Transport(_) => "transport",
+            LlmError::Malformed(_) => "malformed",
+            LlmError::UnknownIntent => "unknown_intent",
+        }
+    }
+
+    fn from_openai(e: OpenAIError, timeout: Duration) -> Self {
+        match e {
+            OpenAIError::Reqwest(e) if e.is_timeout() => LlmError::Timeout(timeout),
+            OpenAIError::Reqwest(e) => LlmError::Transport(e.without_url().to_string()),
+            OpenAIError::ApiError(api)
+                if api.code.as_deref() == Some("rate_limit_exceeded")
+                    || api.r#type.as_deref() == Some("insufficient_quota") =>
+            {
+                LlmError::RateLimited
+            }
+            OpenAIError::ApiError(api) => LlmError::Api(
+                [api.r#type, api.code]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            ),
+            OpenAIError::JSONDeserialize(..) => {
+                LlmError::Malformed("the response is not a chat completion")
+            }
+            OpenAIError::InvalidArgument(_) => LlmError::Api("invalid request".into()),
+            _ => LlmError::Transport("unexpected client error".into()),
+        }
+    }
+}
+
+/// A chat-completions client for intent classification.
+#[derive(Clone)]
+pub struct LlmClient {
+    client: Client<OpenAIConfig>,
+    model: String,
+    base_url: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for LlmClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmClient")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    intent: String,
+    confidence: f64,
+    #[serde(default = "empty_object")]
+    entities: Value,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+impl LlmClient {
+    pub fn new(settings: LlmSettings) -> Self {
+        let base_url = settings
+            .base_url
+            .as_deref()
+            .unwrap_or(DEFAULT_BASE_URL)
+            .trim_end_matches('/')
+            .to_string();
+        let config = OpenAIConfig::new()
+            .with_api_base(&base_url)
+            .with_api_key(settings.api_key.expose_secret());
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .build()
+            .unwrap_or_default();
+        // One attempt only: the detector's fallback is the retry policy.
+        let no_retry = backoff::ExponentialBackoffBuilder::new()
+            .with_max_elapsed_time(Some(Duration::ZERO))
+            .build();
+        let client = Client::with_config(config)
+            .with_http_client(http)
+            .with_backoff(no_retry);
+        Self {
+            client,
+            model: settings.chat_model,
+            base_url,
+            timeout: settings.timeout,
+        }
+    }
+
+    /// The model name sent with each request.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Asks the model for the intent of `text` among the catalogue's intents.
+    pub async fn classify_intent(
+        &self,
+        text: &str,
+        catalog: &IntentCatalog,
+    ) -> Result<IntentPrediction, LlmError> {
+        let request = CreateChatCompletionRequestArgs::default()
+            .model(&self.model)
+            .temperature(0.0)
+            .messages(messages(text, catalog)?)
+            .response_format(ResponseFormat::JsonSchema {
+                json_schema: ResponseFormatJsonSchema {
+                    description: Some("The intent of the customer's message".into()),
+                    name: SCHEMA_NAME.into(),
+                    schema: Some(response_schema(catalog)),
+                    strict: Some(false),
+                },
+            })
+            .build()
+            .map_err(|_| LlmError::Api("invalid request".into()))?;
+        let response = tokio::time::timeout(self.timeout, self.client.chat().create(request))
+            .await
+            .map_err(|_| LlmError::Timeout(self.timeout))?
+            .map_err(|e| LlmError::from_openai(e, self.timeout))?;
+        let content = response
+            .choices
+            .into_iter()
+            .next()
+            .and_then(|c| c.message.content)
+            .ok_or(LlmError::Malformed("the answer has no content"))?;
+        parse_answer(&content, catalog)
+    }
+}
+
+fn messages(
+    text: &str,
+    catalog: &IntentCatalog,
+) -> Result<Vec<ChatCompletionRequestMessage>, LlmError> {
+    let invalid = |_| LlmError::Api("invalid request".into());
+    let system = ChatCompletionRequestSystemMessageArgs::default()
+        .content(system_prompt(catalog))
+        .build()
+        .map_err(invalid)?;
+    let user = ChatCompletionRequestUserMessageArgs::default()
+        .content(text)
+        .build()
+        .map_err(invalid)?;
+    Ok(vec![system.into(), user.into()])
+}
+
+/// The instructions and the intent list.
+pub fn system_prompt(catalog: &IntentCatalog) -> String {
+    let mut prompt = String::from(
+        "You classify one message that a customer sent to a business's sales assistant.\n\
+         Answer with a JSON object: \"intent\" is the one intent below that the message expresses, \
+         or \"out_of_scope\" when none fits; \"confidence\" is how sure you are, from 0 to 1; \
+         \"entities\" holds details the message states (for example name, email, phone, budget, \
+         location, project, unit_type, date), or {} when there are none.\n\nIntents:\n",
+    );
+    for intent in catalog.intents() {
+        prompt.push_str("- ");
+        prompt.push_str(&intent.name);
+        if !intent.description.is_empty() {
+            prompt.push_str(": ");
+            prompt.push_str(&intent.description);
+        }
+        prompt.push('\n');
+    }
+    prompt
+}
+
+/// The JSON schema of the answer: the intent is an enum of the catalogue's names plus
+/// `out_of_scope`.
+pub fn response_schema(catalog: &IntentCatalog) -> Value {
+    let names: Vec<&str> = catalog.names().chain([OUT_OF_SCOPE]).collect();
+    json!({
+        "type": "object",
+        "properties": {
+            "intent": { "type": "string", "enum": names },
+            "confidence": { "type": "number", "minimum": 0, "maximum": 1 },
+            "entities": { "type": "object" }
+        },
+        "required": ["intent", "confidence", "entities"],
+        "additionalProperties": false
+    })
+}
+
+/// Validates the model's JSON answer and turns it into a prediction (abstaining on
+/// `out_of_scope`, an out-of-scope intent, or a confidence below the catalogue's threshold).
+pub fn parse_answer(content: &str, catalog: &IntentCatalog) -> Result<IntentPrediction, LlmError> {
+    let body = content.trim();
+    // Some OpenAI-compatible servers wrap the object in a Markdown code fence.
+    let body = body
+        .strip_prefix("```json")
+        .or_else(|| body.strip_prefix("```"))
+        .and_then(|b| b.strip_suffix("```"))
+        .unwrap_or(body)
+        .trim();
+    let answer: Answer = serde_json::from_str(body)
+        .map_err(|_| LlmError::Malformed("the answer is not the expected JSON object"))?;
+    if !answer.confidence.is_finite() || !(0.0..=1.0).contains(&answer.confidence) {
+        return Err(LlmError::Malformed("the confidence is not between 0 and 1"));
+    }
+    if !answer.entities.is_object() {
+        return Err(LlmError::Malformed("the entities are not an object"));
+    }
+    let out_of_scope = answer.intent == OUT_OF_SCOPE;
+    if !out_of_scope && !catalog.contains(&answer.intent) {
+        return Err(LlmError::UnknownIntent);
+    }
+    let confidence = answer.confidence as f32;
+    let act = !out_of_scope
+        && !catalog.is_out_of_scope(&answer.intent)
+        && confidence >= catalog.threshold();
+    Ok(IntentPrediction {
+        intent: act.then(|| answer.intent.clone()),
+        best: answer.intent,
+        confidence,
+        runner_up: None,
+        entities: answer.entities,
+        source: PredictionSource::Llm,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::catalog::LabeledText;
+
+    fn catalog() -> IntentCatalog {
+        IntentCatalog::from_labeled(
+            [
+                ("hi", "greeting"),
+                ("price?", "pricing"),
+                ("weather", "other"),
+            ]
+            .map(|(t, l)| LabeledText {
+                text: t.into(),
+                label: l.into(),
+            })
+            .to_vec(),
+        )
+    }
+
+    #[test]
+    fn the_schema_enumerates_the_catalogue_and_out_of_scope() {
+        let schema = response_schema(&catalog());
+        assert_eq!(
+            schema["properties"]["intent"]["enum"],
+            json!(["greeting", "pricing", "other", "out_of_scope"])
+        );
+        assert_eq!(
+            schema["required"],
+            json!(["intent", "confidence", "entities"])
+        );
+    }
+
+    #[test]
+    fn the_prompt_lists_every_intent() {
+        let prompt = system_prompt(&catalog());
+        assert!(prompt.contains("- greeting\n") && prompt.contains("- pricing\n"));
+    }
+
+    #[test]
+    fn a_valid_answer_becomes_an_llm_prediction_with_entities() {
+        let p = parse_answer(
+            r#"{"intent":"pricing","confidence":0.92,"entities":{"location":"Baner"}}"#,
+            &catalog(),
+        )
+        .unwrap();
+        assert_eq!(p.intent.as_deref(), Some("pricing"));
+        assert_eq!(p.source, PredictionSource::Llm);
+        assert_eq!(p.entities["location"], "Baner");
+        assert!((p.confidence - 0.92).abs() < 1e-6);
+    }
+
+    #[test]
+    fn out_of_scope_and_low_confidence_answers_abstain() {
+        let c = catalog();
+        let oos = parse_answer(
+            r#"{"intent":"out_of_scope","confidence":0.9,"entities":{}}"#,
+            &c,
+        )
+        .unwrap();
+        assert_eq!((oos.intent, oos.best.as_str()), (None, "out_of_scope"));
+        let other =
+            parse_answer(r#"{"intent":"other","confidence":0.9,"entities":{}}"#, &c).unwrap();
+        assert_eq!(other.intent, None);
+        let unsure =
+            parse_answer(r#"{"intent":"pricing","confidence":0.1,"entities":{}}"#, &c).unwrap();
+        assert_eq!(unsure.intent, None);
+    }
+
+    #[test]
+    fn a_fenced_answer_is_accepted() {
+        let p = parse_answer(
+            "```json\n{\"intent\":\"greeting\",\"confidence\":1,\"entities\":{}}\n```",
+            &catalog(),
+        );
+        assert_eq!(p.unwrap().intent.as_deref(), Some("greeting"));
+    }
+
+    #[test]
+    fn malformed_or_unknown_answers_are_errors() {
+        let c = catalog();
+        for bad in [
+            "not json",
+            r#"{"intent":"pricing"}"#,
+            r#"{"intent":"pricing","confidence":1.5,"entities":{}}"#,
+            r#"{"intent":"pricing","confidence":0.5,"entities":[]}"#,
+        ] {
+            assert!(
+                matches!(parse_answer(bad, &c), Err(LlmError::Malformed(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            parse_answer(r#"{"intent":"refund","confidence":0.5,"entities":{}}"#, &c),
+            Err(LlmError::UnknownIntent)
+        ));
+    }
+}
