@@ -1,1 +1,4 @@
 //! Command-line subcommands that are more than a call into the library.
+
+pub mod bench;
+pub mod chat;

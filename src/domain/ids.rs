@@ -143,10 +143,16 @@ mod tests {
     fn derived_ids_are_stable_and_distinct_per_channel() {
         let t = TenantId::default_tenant();
         let a = ConversationId::derive(&t, Channel::Whatsapp, "15551234567");
-        assert_eq!(a, ConversationId::derive(&t, Channel::Whatsapp, "15551234567"));
+        assert_eq!(
+            a,
+            ConversationId::derive(&t, Channel::Whatsapp, "15551234567")
+        );
         assert_ne!(a, ConversationId::derive(&t, Channel::Web, "15551234567"));
         let other = TenantId::parse("acme").unwrap();
-        assert_ne!(a, ConversationId::derive(&other, Channel::Whatsapp, "15551234567"));
+        assert_ne!(
+            a,
+            ConversationId::derive(&other, Channel::Whatsapp, "15551234567")
+        );
     }
 
     #[test]

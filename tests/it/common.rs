@@ -18,7 +18,9 @@ pub fn service_url(var: &str, what: &str) -> Option<String> {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
             if services_required() {
-                panic!("PARLEY_REQUIRE_SERVICES=1 but {var} is not set: the {what} suite cannot run");
+                panic!(
+                    "PARLEY_REQUIRE_SERVICES=1 but {var} is not set: the {what} suite cannot run"
+                );
             }
             eprintln!("skipping: {var} is not set, so the {what} suite does not run");
             None
