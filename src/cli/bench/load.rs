@@ -44,13 +44,19 @@ impl Source {
         }
     }
 
-    /// Messages from `first_seq` on, built as they are sent, until the phase's deadline.
-    pub fn unbounded(workload: Arc<Workload>, first_seq: u64, counted: bool) -> Self {
+    /// Messages from `first_seq` on, built as they are sent, until `limit` messages or the
+    /// phase's deadline.
+    pub fn lazy(
+        workload: Arc<Workload>,
+        first_seq: u64,
+        limit: Option<u64>,
+        counted: bool,
+    ) -> Self {
         Self {
             workload,
             first_seq,
             next: AtomicU64::new(0),
-            limit: None,
+            limit,
             prepared: None,
             counted,
         }
