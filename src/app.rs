@@ -164,7 +164,8 @@ impl App {
             catalog.names().chain(["media"]),
         )?;
 
-        let whatsapp = WhatsAppClient::new(&config.whatsapp.api_base);
+        let whatsapp = WhatsAppClient::new(&config.whatsapp.api_base)
+            .context("cannot build the HTTP client for the Graph API")?;
         let whatsapp_credentials = config
             .tenants
             .values()

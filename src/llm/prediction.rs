@@ -15,6 +15,17 @@ pub enum PredictionSource {
     OfflineFallback,
 }
 
+impl PredictionSource {
+    /// The name used in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PredictionSource::Offline => "offline",
+            PredictionSource::Llm => "llm",
+            PredictionSource::OfflineFallback => "offline_fallback",
+        }
+    }
+}
+
 /// The detected intent of one message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct IntentPrediction {

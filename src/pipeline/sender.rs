@@ -84,7 +84,7 @@ async fn deliver(state: &AppState, job: OutboundJob) {
                     };
                     (
                         SendFailure {
-                            code: err.code(),
+                            code: err.code,
                             detail: err.to_string(),
                         },
                         retry,

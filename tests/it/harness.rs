@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use parley::app::{App, BuildOptions};
@@ -50,7 +51,7 @@ impl Backends {
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
-    pub graph: FakeGraph,
+    pub graph: Arc<FakeGraph>,
     pub data_dir: PathBuf,
     backends: Backends,
     _dir: Option<tempfile::TempDir>,
@@ -78,7 +79,7 @@ impl TestApp {
     pub async fn start(spawn: Spawn) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().to_path_buf();
-        let graph = FakeGraph::start().await.unwrap();
+        let graph = Arc::new(FakeGraph::start().await.unwrap());
         Self::start_on(spawn, data_dir, Some(dir), graph).await
     }
 
@@ -86,7 +87,7 @@ impl TestApp {
         spawn: Spawn,
         data_dir: PathBuf,
         dir: Option<tempfile::TempDir>,
-        graph: FakeGraph,
+        graph: Arc<FakeGraph>,
     ) -> Self {
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         let manifest = env!("CARGO_MANIFEST_DIR");

@@ -6,4 +6,6 @@ mod backends_queue;
 mod common;
 mod store;
 mod whatsapp;
+mod gateway;
+mod harness;
 mod intents;
