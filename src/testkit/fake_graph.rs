@@ -8,7 +8,8 @@
 //! to fail with Meta's error JSON for a given code ([`FakeGraph::fail_next`]) or any body
 //! ([`FakeGraph::fail_next_with_body`]).
 //!
-//! The server runs on `127.0.0.1:0` until the `FakeGraph` is dropped.
+//! The server runs on `127.0.0.1:0` until the last clone of the `FakeGraph` is dropped (clones
+//! share it, so a test can restart the app under test against the same fake).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -23,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// The Graph API version the fake's base URL names (any version is answered).
 pub const FAKE_API_VERSION: &str = "v21.0";
@@ -36,7 +37,8 @@ pub struct GraphRequest {
     pub authorization: Option<String>,
     /// The JSON body (`Value::Null` when the body was not JSON).
     pub body: Value,
-    /// The message id the fake answered with; `None` for mark-read and refused requests.
+    /// The message id the fake answered with; `None` for mark-reads and for sends it refused
+    /// (scripted failures, a missing token).
     pub wamid: Option<String>,
 }
 
@@ -75,12 +77,12 @@ impl Shared {
     }
 }
 
-/// A running fake Graph API; stops when dropped.
-#[derive(Debug)]
+/// A running fake Graph API; stops when the last clone is dropped.
+#[derive(Debug, Clone)]
 pub struct FakeGraph {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    stop: CancellationToken,
+    _stop: Arc<DropGuard>,
 }
 
 impl FakeGraph {
@@ -101,7 +103,11 @@ impl FakeGraph {
                 tracing::warn!(error = %e, "fake Graph API stopped");
             }
         });
-        Ok(FakeGraph { addr, shared, stop })
+        Ok(FakeGraph {
+            addr,
+            shared,
+            _stop: Arc::new(stop.drop_guard()),
+        })
     }
 
     /// The API base to configure a client with, e.g. `http://127.0.0.1:41234/v21.0`.
@@ -114,14 +120,15 @@ impl FakeGraph {
         self.shared.lock().requests.clone()
     }
 
-    /// The sends the fake accepted (answered with a `wamid`), in order: not mark-reads, not
-    /// scripted failures (those are in [`requests`](Self::requests)).
+    /// Every send attempt received, in order, mark-reads left out. Attempts the fake refused
+    /// (scripted failures) are included with `wamid: None`, so a retry shows as a second entry.
     pub fn sent_messages(&self) -> Vec<GraphRequest> {
-        accepted_sends(&self.shared.lock().requests)
+        sends(&self.shared.lock().requests)
     }
 
-    /// Waits until `n` sends have been accepted and returns them all; panics with a clear message
-    /// if they have not after `timeout`.
+    /// Waits until `n` send attempts (as counted by [`sent_messages`](Self::sent_messages)) have
+    /// arrived and returns them all; panics with a clear message if they have not after
+    /// `timeout`.
     pub async fn wait_for_sent(&self, n: usize, timeout: Duration) -> Vec<GraphRequest> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -136,13 +143,10 @@ impl FakeGraph {
             if tokio::time::timeout_at(deadline, arrived).await.is_err() {
                 let all = self.requests();
                 panic!(
-                    "FakeGraph: waited {timeout:?} for {n} accepted sends, got {} \
-                     ({} requests in all, {} refused or failed, {} mark-reads)",
+                    "FakeGraph: waited {timeout:?} for {n} sends, got {} ({} of them refused), \
+                     and {} mark-reads",
                     sent.len(),
-                    all.len(),
-                    all.iter()
-                        .filter(|r| !r.is_mark_read() && r.wamid.is_none())
-                        .count(),
+                    sent.iter().filter(|r| r.wamid.is_none()).count(),
                     all.iter().filter(|r| r.is_mark_read()).count(),
                 );
             }
@@ -176,16 +180,10 @@ impl FakeGraph {
     }
 }
 
-impl Drop for FakeGraph {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-fn accepted_sends(requests: &[GraphRequest]) -> Vec<GraphRequest> {
+fn sends(requests: &[GraphRequest]) -> Vec<GraphRequest> {
     requests
         .iter()
-        .filter(|r| !r.is_mark_read() && r.wamid.is_some())
+        .filter(|r| !r.is_mark_read())
         .cloned()
         .collect()
 }

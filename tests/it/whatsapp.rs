@@ -28,7 +28,7 @@ fn fixture(name: &str) -> Value {
 
 async fn setup() -> (FakeGraph, WhatsAppClient) {
     let graph = FakeGraph::start().await.expect("fake Graph API starts");
-    let client = WhatsAppClient::new(graph.base_url()).expect("client builds");
+    let client = WhatsAppClient::new(graph.base_url());
     (graph, client)
 }
 
@@ -267,8 +267,9 @@ async fn send_failing_with(http_status: u16, code: i64) -> SendError {
         .send_text(&creds(), "16505551234", "secret offer: 10% off", None)
         .await
         .unwrap_err();
-    assert_eq!(graph.requests().len(), 1, "exactly one attempt");
-    assert!(graph.sent_messages().is_empty());
+    let attempts = graph.sent_messages();
+    assert_eq!(attempts.len(), 1, "exactly one attempt");
+    assert_eq!(attempts[0].wamid, None, "a refused send has no message id");
     err
 }
 
@@ -330,16 +331,16 @@ async fn a_scripted_failure_is_followed_by_a_normal_send() {
     graph.fail_next(1, 429, 130429);
     assert!(client.send_text(&creds(), "1", "hi", None).await.is_err());
     let retried = client.send_text(&creds(), "1", "hi", None).await.unwrap();
-    let sent = graph.wait_for_sent(1, Duration::from_secs(5)).await;
-    assert_eq!(sent[0].wamid.as_deref(), Some(retried.as_str()));
-    assert_eq!(graph.requests().len(), 2);
+    let sent = graph.wait_for_sent(2, Duration::from_secs(5)).await;
+    assert_eq!(sent[0].body, sent[1].body);
+    assert_eq!(sent[0].wamid, None);
+    assert_eq!(sent[1].wamid.as_deref(), Some(retried.as_str()));
 }
 
 #[tokio::test]
 async fn a_timeout_is_a_retryable_network_error_and_the_request_was_still_recorded() {
     let graph = FakeGraph::start().await.unwrap();
-    let client =
-        WhatsAppClient::with_timeout(graph.base_url(), Duration::from_millis(200)).unwrap();
+    let client = WhatsAppClient::with_timeout(graph.base_url(), Duration::from_millis(200));
     graph.set_delay(Duration::from_secs(2));
     let err = client
         .send_text(&creds(), "1", "hi", None)
@@ -373,8 +374,7 @@ async fn no_send_error_shows_the_token_the_recipient_or_the_text() {
         errors.push(send_failing_with(status, code).await);
     }
     let graph = FakeGraph::start().await.unwrap();
-    let client =
-        WhatsAppClient::with_timeout(graph.base_url(), Duration::from_millis(100)).unwrap();
+    let client = WhatsAppClient::with_timeout(graph.base_url(), Duration::from_millis(100));
     graph.set_delay(Duration::from_secs(1));
     errors.push(
         client
@@ -405,4 +405,33 @@ async fn wait_for_sent_panics_with_a_clear_message_when_sends_do_not_arrive() {
         message.contains("waited") && message.contains("got 0"),
         "{message}"
     );
+}
+
+#[tokio::test]
+async fn a_fake_graph_clone_keeps_serving_and_the_last_drop_stops_it() {
+    let graph = FakeGraph::start().await.unwrap();
+    let client = WhatsAppClient::with_timeout(graph.base_url(), Duration::from_secs(2));
+    let clone = graph.clone();
+    drop(graph);
+    client
+        .send_text(&creds(), "1", "still here", None)
+        .await
+        .unwrap();
+    assert_eq!(clone.sent_messages().len(), 1, "clones share the record");
+
+    drop(clone);
+    // Graceful shutdown stops accepting at once; give the server task a moment to notice.
+    let mut refused = None;
+    for _ in 0..50 {
+        match client.send_text(&creds(), "1", "gone", None).await {
+            Err(err) => {
+                refused = Some(err);
+                break;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    let err = refused.expect("the fake stopped after its last clone was dropped");
+    assert!(err.is_retryable(), "{err:?}");
+    assert_eq!(err.http_status, None);
 }

@@ -39,21 +39,30 @@ pub struct WhatsAppClient {
 impl WhatsAppClient {
     /// A client for `api_base` (for example [`DEFAULT_API_BASE`], or a test fake's base URL) with
     /// the default timeout.
-    pub fn new(api_base: impl Into<String>) -> Result<Self, reqwest::Error> {
+    ///
+    /// # Panics
+    ///
+    /// Like `reqwest::Client::new`, if the TLS backend cannot be initialised; use
+    /// [`with_http_client`](Self::with_http_client) to handle that as an error.
+    pub fn new(api_base: impl Into<String>) -> Self {
         Self::with_timeout(api_base, DEFAULT_TIMEOUT)
     }
 
-    pub fn with_timeout(
-        api_base: impl Into<String>,
-        timeout: Duration,
-    ) -> Result<Self, reqwest::Error> {
+    /// As [`new`](Self::new), with another timeout for each call.
+    pub fn with_timeout(api_base: impl Into<String>, timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("parley/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .build()
+            .expect("the HTTP client's TLS backend initialises");
+        Self::with_http_client(http, api_base)
+    }
+
+    /// A client on a `reqwest::Client` built by the caller (who then owns its timeouts).
+    pub fn with_http_client(http: reqwest::Client, api_base: impl Into<String>) -> Self {
         let api_base = api_base.into().trim_end_matches('/').to_owned();
-        Ok(Self { http, api_base })
+        Self { http, api_base }
     }
 
     pub fn api_base(&self) -> &str {

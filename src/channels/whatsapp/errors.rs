@@ -82,6 +82,11 @@ impl SendError {
         matches!(self.kind, SendErrorKind::Retryable { .. })
     }
 
+    /// Meta's error code, if the response carried one.
+    pub fn code(&self) -> Option<i64> {
+        self.code
+    }
+
     /// How long Meta asked us to wait, if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self.kind {

@@ -425,7 +425,7 @@ fn a_reply_names_the_message_replied_to() {
 fn a_forwarded_text_is_marked_forwarded_and_a_frequently_forwarded_one_too() {
     let m = only_message("pywa_message_forwarded.json");
     assert_eq!(m.text(), Some("forwarded text"));
-    assert_eq!(m.context.unwrap().forwarded, true);
+    assert!(m.context.unwrap().forwarded);
     let body = envelope(json!([{
         "from": "1", "id": "wamid.F", "timestamp": "1", "type": "text",
         "context": {"frequently_forwarded": true}, "text": {"body": "chain letter"}
