@@ -52,8 +52,40 @@ pub async fn run(cmd: EvalCommand, intents_path: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// The whole of `parley eval intents`, synchronous (training is CPU-bound).
-pub fn intents(args: &IntentsArgs, intents_path: &Path) -> anyhow::Result<()> {
+/// What one `parley eval intents` run measured.
+#[derive(Debug, Clone)]
+pub struct IntentsRun {
+    pub report: IntentReport,
+    /// Where the training data came from (a CSV file or the catalogue).
+    pub source: String,
+    pub examples: usize,
+    pub intents: usize,
+    pub features: usize,
+    pub train_secs: f64,
+    /// Mean time to classify one test message.
+    pub predict_secs_per_message: f64,
+    /// Whether the threshold was chosen on a validation set.
+    pub tuned: bool,
+    /// In-scope test labels the classifier was never trained on.
+    pub unknown_labels: Vec<String>,
+}
+
+impl IntentsRun {
+    fn training_line(&self) -> String {
+        format!(
+            "trained on {} examples ({} intents, {} features) from {} in {:.2} s ({:.0} examples/s)",
+            self.examples,
+            self.intents,
+            self.features,
+            self.source,
+            self.train_secs,
+            self.examples as f64 / self.train_secs.max(1e-9),
+        )
+    }
+}
+
+/// Trains and scores as `parley eval intents` does, without printing.
+pub fn evaluate_intents(args: &IntentsArgs, intents_path: &Path) -> anyhow::Result<IntentsRun> {
     let (catalog, source) = match &args.train {
         Some(path) => (
             IntentCatalog::from_labeled(eval::read_labeled_csv(path)?),
@@ -71,7 +103,6 @@ pub fn intents(args: &IntentsArgs, intents_path: &Path) -> anyhow::Result<()> {
         .map(eval::read_labeled_csv)
         .transpose()?;
 
-    let examples = catalog.example_count();
     let started = Instant::now();
     let classifier = IntentClassifier::train(&catalog);
     let train_secs = started.elapsed().as_secs_f64();
@@ -83,36 +114,37 @@ pub fn intents(args: &IntentsArgs, intents_path: &Path) -> anyhow::Result<()> {
     };
     let started = Instant::now();
     let scored = score(&classifier, &test);
-    let predict_secs = started.elapsed().as_secs_f64();
-    let report = eval::evaluate(&scored, &oos_labels, threshold);
+    let predict_secs_per_message = started.elapsed().as_secs_f64() / scored.len().max(1) as f64;
+    Ok(IntentsRun {
+        report: eval::evaluate(&scored, &oos_labels, threshold),
+        source,
+        examples: catalog.example_count(),
+        intents: catalog.names().count(),
+        features: classifier.feature_count(),
+        train_secs,
+        predict_secs_per_message,
+        tuned: validation.is_some(),
+        unknown_labels: unknown_labels(&test, &catalog),
+    })
+}
 
-    let training_line = format!(
-        "trained on {examples} examples ({} intents, {} features) from {source} in {train_secs:.2} s ({:.0} examples/s)",
-        catalog.names().count(),
-        classifier.feature_count(),
-        examples as f64 / train_secs.max(1e-9),
-    );
+/// The whole of `parley eval intents`, synchronous (training is CPU-bound).
+pub fn intents(args: &IntentsArgs, intents_path: &Path) -> anyhow::Result<()> {
+    let run = evaluate_intents(args, intents_path)?;
     if args.json {
-        eprintln!("{training_line}");
-        println!("{}", serde_json::to_string(&report.metrics)?);
+        eprintln!("{}", run.training_line());
+        println!("{}", serde_json::to_string(&run.report.metrics)?);
         return Ok(());
     }
-    println!("{training_line}");
-    let unknown = unknown_labels(&test, &catalog);
-    if !unknown.is_empty() {
+    println!("{}", run.training_line());
+    if !run.unknown_labels.is_empty() {
         println!(
             "warning: {} test label(s) never seen in training, always wrong: {}",
-            unknown.len(),
-            unknown.join(", ")
+            run.unknown_labels.len(),
+            run.unknown_labels.join(", ")
         );
     }
-    print_report(
-        &report,
-        &args.test,
-        scored.len(),
-        predict_secs,
-        validation.is_some(),
-    );
+    print_report(&run, &args.test);
     Ok(())
 }
 
@@ -141,20 +173,22 @@ fn unknown_labels(test: &[LabeledText], catalog: &IntentCatalog) -> Vec<String> 
     unknown
 }
 
-fn print_report(report: &IntentReport, test: &Path, rows: usize, predict_secs: f64, tuned: bool) {
+fn print_report(run: &IntentsRun, test: &Path) {
+    let report = &run.report;
     let m = &report.metrics;
     println!(
-        "scored {rows} rows of {} ({} in scope, {} oos) in {:.1} µs per message",
+        "scored {} rows of {} ({} in scope, {} oos) in {:.1} µs per message",
+        report.in_scope_rows + report.oos_rows,
         test.display(),
         report.in_scope_rows,
         report.oos_rows,
-        predict_secs * 1e6 / rows.max(1) as f64
+        run.predict_secs_per_message * 1e6
     );
     println!(
         "threshold          {:.3} ({})",
         m.threshold,
-        if tuned {
-            "chosen on the validation set"
+        if run.tuned {
+            "chosen on the validation set: max in-scope accuracy + oos recall"
         } else {
             "from the catalogue"
         }

@@ -169,6 +169,7 @@ async fn answer(
         .and_then(Value::as_str)
         .unwrap_or("fake-model")
         .to_string();
+    let is_chat = method == axum::http::Method::POST && uri.path().ends_with("/chat/completions");
     let reply = {
         let mut script = script.lock().unwrap_or_else(|p| p.into_inner());
         script.requests.push(RecordedRequest {
@@ -178,12 +179,16 @@ async fn answer(
             content_type: header("content-type"),
             body,
         });
-        script
-            .replies
-            .pop_front()
-            .or_else(|| script.default_reply.clone())
+        if !is_chat {
+            None
+        } else {
+            script
+                .replies
+                .pop_front()
+                .or_else(|| script.default_reply.clone())
+        }
     };
-    if method != axum::http::Method::POST || !uri.path().ends_with("/chat/completions") {
+    if !is_chat {
         return error(
             StatusCode::NOT_FOUND,
             "invalid_request_error",

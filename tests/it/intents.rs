@@ -339,3 +339,78 @@ fn a_malformed_catalogue_fails_with_the_file_name_and_the_problem() {
         format!("{}: intent \"pricing\" has no examples", path.display())
     );
 }
+
+// --- `parley eval intents` ---
+
+use parley::cli::eval::{EvalCommand, IntentsArgs, evaluate_intents, run};
+
+#[test]
+fn eval_intents_scores_the_catalogue_on_the_demo_test_set_with_a_validated_threshold() {
+    let args = IntentsArgs {
+        train: None,
+        test: repo_file("eval/intents_test.csv"),
+        validation: Some(repo_file("eval/intents_validation.csv")),
+        json: true,
+    };
+    let run = evaluate_intents(&args, &repo_file("prompts/intents.toml")).unwrap();
+    let r = &run.report;
+    assert!(run.tuned);
+    assert_eq!(run.examples, shipped_catalog().example_count());
+    assert_eq!(r.in_scope_rows + r.oos_rows, 207);
+    assert!(r.oos_rows >= 40);
+    assert!((0.0..=1.0).contains(&r.metrics.threshold));
+    assert!(r.metrics.accuracy >= 0.80, "{:?}", r.metrics);
+    assert!(r.metrics.oos_recall >= 0.65, "{:?}", r.metrics);
+    assert!(run.unknown_labels.is_empty(), "{:?}", run.unknown_labels);
+}
+
+#[test]
+fn eval_intents_trains_on_a_csv_when_given_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("train.csv");
+    let test = dir.path().join("test.csv");
+    std::fs::write(
+        &train,
+        "text,label\nhow much is it,pricing\nwhat is the price,pricing\ncost of the flat,pricing\n\
+         book a visit,scheduling\ncan i come on sunday,scheduling\nschedule a call,scheduling\n\
+         tell me a joke about cats,oos\nwho won the match,oos\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &test,
+        "text,label\nwhat's the price,pricing\nvisit on sunday,scheduling\nfix my car,oos\n",
+    )
+    .unwrap();
+    let args = IntentsArgs {
+        train: Some(train.clone()),
+        test,
+        validation: None,
+        json: false,
+    };
+    let run = evaluate_intents(&args, Path::new("/nonexistent/intents.toml")).unwrap();
+    assert_eq!(run.examples, 8);
+    assert_eq!(run.intents, 3);
+    assert_eq!(run.source, train.display().to_string());
+    assert_eq!(
+        run.report.metrics.threshold,
+        parley::llm::catalog::DEFAULT_THRESHOLD
+    );
+    assert_eq!(run.report.in_scope_rows, 2);
+}
+
+#[tokio::test]
+async fn eval_intents_names_a_missing_test_file() {
+    let cmd = EvalCommand::Intents(IntentsArgs {
+        train: None,
+        test: PathBuf::from("/nonexistent/test.csv"),
+        validation: None,
+        json: true,
+    });
+    let err = run(cmd, &repo_file("prompts/intents.toml"))
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("/nonexistent/test.csv"),
+        "{err:#}"
+    );
+}
