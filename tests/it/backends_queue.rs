@@ -192,7 +192,7 @@ async fn a_conversation_is_never_held_twice_and_every_push_is_followed_by_a_deli
             let target = conversations[(n * 7 + n / 3) % conversations.len()];
             let queue = &instances[n % 2];
             // Now and then several at once, duplicates included, in one round trip.
-            let batch = if n % 10 == 0 {
+            let batch = if n.is_multiple_of(10) {
                 vec![target, conversations[n % conversations.len()], target]
             } else {
                 vec![target]
@@ -207,7 +207,7 @@ async fn a_conversation_is_never_held_twice_and_every_push_is_followed_by_a_deli
                 tallies[c].last_push.fetch_max(started, Ordering::SeqCst);
             }
             queue.push(&batch).await.expect("push succeeds");
-            if n % 3 == 0 {
+            if n.is_multiple_of(3) {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
