@@ -183,3 +183,23 @@ impl Memory {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turns_serialize_with_snake_case_roles() {
+        let turn = Turn {
+            role: TurnRole::Prospect,
+            text: "hi".to_owned(),
+            at_ms: 5,
+        };
+        assert_eq!(
+            serde_json::to_value(&turn).unwrap(),
+            serde_json::json!({"role": "prospect", "text": "hi", "at_ms": 5})
+        );
+        let staff: TurnRole = serde_json::from_str("\"staff\"").unwrap();
+        assert_eq!(staff, TurnRole::Staff);
+    }
+}

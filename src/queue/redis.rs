@@ -425,10 +425,10 @@ impl Dispatcher {
                     );
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
-                    if is_nogroup(&e) {
-                        if let Err(e) = self.core.ensure_group().await {
-                            tracing::warn!(error = %e, "work queue: cannot recreate the consumer group");
-                        }
+                    if is_nogroup(&e)
+                        && let Err(e) = self.core.ensure_group().await
+                    {
+                        tracing::warn!(error = %e, "work queue: cannot recreate the consumer group");
                     }
                 }
             }

@@ -194,7 +194,7 @@ async fn conversations_do_not_see_each_others_memory(backend: &Backend) {
 }
 
 async fn memory_expires_after_its_ttl_without_writes_and_writes_keep_it(backend: &Backend) {
-    let ttl = Duration::from_millis(1000);
+    let ttl = Duration::from_millis(2000);
     let memory = backend.memory(MemorySettings { window: 20, ttl });
     let (kept, idle) = (conversation(), conversation());
     for c in [kept, idle] {
@@ -202,13 +202,13 @@ async fn memory_expires_after_its_ttl_without_writes_and_writes_keep_it(backend:
         memory.set_summary(c, "summary").await.unwrap();
         memory.set_fact(c, "name", "Ana").await.unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     // A write to any part refreshes the whole conversation.
     memory
         .set_fact(kept, "timeline", "this month")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
 
     assert!(memory.recent(idle).await.unwrap().is_empty());
     assert_eq!(memory.summary(idle).await.unwrap(), None);
@@ -221,7 +221,7 @@ async fn memory_expires_after_its_ttl_without_writes_and_writes_keep_it(backend:
     );
     assert_eq!(memory.facts(kept).await.unwrap().len(), 2);
 
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     assert!(memory.recent(kept).await.unwrap().is_empty());
     assert_eq!(memory.summary(kept).await.unwrap(), None);
     assert!(memory.facts(kept).await.unwrap().is_empty());
