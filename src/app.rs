@@ -164,8 +164,7 @@ impl App {
             catalog.names().chain(["media"]),
         )?;
 
-        let whatsapp = WhatsAppClient::new(&config.whatsapp.api_base)
-            .context("cannot build the HTTP client for the Graph API")?;
+        let whatsapp = WhatsAppClient::new(&config.whatsapp.api_base);
         let whatsapp_credentials = config
             .tenants
             .values()
@@ -188,8 +187,12 @@ impl App {
 
         let metrics = Metrics::new();
         let mut recorder_task = JoinSet::new();
-        let (recorder, task) =
-            Recorder::new(store.clone(), queue.clone(), metrics.clone(), options.clock.clone());
+        let (recorder, task) = Recorder::new(
+            store.clone(),
+            queue.clone(),
+            metrics.clone(),
+            options.clock.clone(),
+        );
         recorder_task.spawn(task);
 
         tracing::info!(

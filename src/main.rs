@@ -49,8 +49,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             parley::telemetry::init(config.log_format);
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
-                .map_err(|e| anyhow::anyhow!("PARLEY_LISTEN {}: cannot bind: {e}", config.listen))?;
-            App::build(config, listener).await?.run_until_stopped().await
+                .map_err(|e| {
+                    anyhow::anyhow!("PARLEY_LISTEN {}: cannot bind: {e}", config.listen)
+                })?;
+            App::build(config, listener)
+                .await?
+                .run_until_stopped()
+                .await
         }
         Command::Chat(args) => chat::run(args).await,
         Command::Bench(args) => bench::run(args).await,

@@ -1,5 +1,5 @@
 //! Command-line subcommands that are more than a call into the library.
 
-pub mod eval;
 pub mod bench;
 pub mod chat;
+pub mod eval;

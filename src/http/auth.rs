@@ -48,11 +48,10 @@ pub fn require_conversation_access(
         return Ok(());
     }
     if let Some(visitor) = visitor_id {
-        let owns = state
-            .config
-            .tenants
-            .keys()
-            .any(|tenant| ConversationId::derive(tenant, Channel::Web, visitor) == conversation);
+        let owns =
+            state.config.tenants.keys().any(|tenant| {
+                ConversationId::derive(tenant, Channel::Web, visitor) == conversation
+            });
         if owns {
             return Ok(());
         }

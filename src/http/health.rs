@@ -25,11 +25,8 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let (database, queue, memory) = tokio::join!(
-        state.store.ping(),
-        state.queue.ping(),
-        state.memory.ping()
-    );
+    let (database, queue, memory) =
+        tokio::join!(state.store.ping(), state.queue.ping(), state.memory.ping());
     let label = |ok: bool| if ok { "ok" } else { "unavailable" };
     let ready = database.is_ok() && queue.is_ok() && memory.is_ok();
     if let Err(err) = &database {

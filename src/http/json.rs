@@ -1,7 +1,7 @@
 //! A JSON body extractor whose rejection is the API's error shape, saying what was wrong.
 
-use axum::extract::{FromRequest, Request};
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
 
 use crate::error::AppError;
 

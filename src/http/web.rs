@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use axum::Json;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -74,7 +74,8 @@ async fn receive(
         Some(id) => format!("web:{visitor}:{id}"),
         None => format!("web:{}", uuid::Uuid::now_v7()),
     };
-    let provider_message_id = ProviderMessageId::parse(&provider_id).map_err(AppError::bad_request)?;
+    let provider_message_id =
+        ProviderMessageId::parse(&provider_id).map_err(AppError::bad_request)?;
     let conversation = ConversationId::derive(&tenant, Channel::Web, visitor);
     let message = InboundMessage {
         tenant,
@@ -92,7 +93,14 @@ async fn receive(
     };
     match state.recorder.record(vec![message], Vec::new()).await {
         Ok(summary) => {
-            state.metrics.webhook("web", if summary.recorded > 0 { "accepted" } else { "duplicate" });
+            state.metrics.webhook(
+                "web",
+                if summary.recorded > 0 {
+                    "accepted"
+                } else {
+                    "duplicate"
+                },
+            );
             Ok((
                 StatusCode::ACCEPTED,
                 Json(json!({ "conversation_id": conversation })),

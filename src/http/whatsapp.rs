@@ -106,7 +106,11 @@ async fn receive(
         metrics.webhook(CHANNEL, "empty");
         return Ok(StatusCode::OK);
     }
-    match state.recorder.record(parsed.messages, parsed.statuses).await {
+    match state
+        .recorder
+        .record(parsed.messages, parsed.statuses)
+        .await
+    {
         Ok(summary) => {
             let result = if summary.recorded == 0 && summary.duplicates > 0 {
                 "duplicate"

@@ -109,7 +109,12 @@ async fn handle_message(
         "message handled"
     );
     remember(state, conversation.id, &message, &completion).await;
-    publish(state, conversation.id, &records_of(conversation, &message, &completion, now)).await;
+    publish(
+        state,
+        conversation.id,
+        &records_of(conversation, &message, &completion, now),
+    )
+    .await;
     if !completion.replies.is_empty() {
         state.outbox_wakeup.notify_one();
     }
@@ -145,9 +150,15 @@ async fn decide(
             let prediction = state.intents.detect(text).await;
             state.metrics.intent(
                 prediction.source.as_str(),
-                if prediction.intent.is_some() { "classified" } else { "abstained" },
+                if prediction.intent.is_some() {
+                    "classified"
+                } else {
+                    "abstained"
+                },
             );
-            let reply = state.replies.reply_for(prediction.intent.as_deref(), &context);
+            let reply = state
+                .replies
+                .reply_for(prediction.intent.as_deref(), &context);
             (
                 Some(prediction.intent.unwrap_or_else(|| "abstain".to_owned())),
                 Some(f64::from(prediction.confidence)),
@@ -156,7 +167,10 @@ async fn decide(
         }
         _ => {
             let reply = match &message.content {
-                MessageContent::Media { .. } | MessageContent::Location { .. } | MessageContent::Contacts { .. } | MessageContent::Unsupported { .. } => {
+                MessageContent::Media { .. }
+                | MessageContent::Location { .. }
+                | MessageContent::Contacts { .. }
+                | MessageContent::Unsupported { .. } => {
                     state.replies.reply_for(Some("media"), &context)
                 }
                 _ => state.replies.reply_for(None, &context),
@@ -186,7 +200,11 @@ async fn decide(
 
 /// Tells the prospect their message was read and a reply is being typed. Best effort, off the
 /// critical path: a failure changes nothing else.
-fn mark_read_with_typing(state: &AppState, conversation: &ConversationRecord, message: &PendingInbound) {
+fn mark_read_with_typing(
+    state: &AppState,
+    conversation: &ConversationRecord,
+    message: &PendingInbound,
+) {
     let (Some(provider_id), Some(credentials)) = (
         message.provider_message_id.clone(),
         state.whatsapp_credentials(&conversation.tenant),
@@ -271,7 +289,11 @@ fn records_of(
 }
 
 /// Sends these messages' current state to live listeners (web chat, inbox). Best effort.
-pub(crate) async fn publish(state: &AppState, conversation: ConversationId, records: &[MessageRecord]) {
+pub(crate) async fn publish(
+    state: &AppState,
+    conversation: ConversationId,
+    records: &[MessageRecord],
+) {
     let topic = conversation_topic(conversation);
     for record in records {
         let event = crate::http::message_json(record);

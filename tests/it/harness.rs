@@ -30,7 +30,12 @@ pub enum Backends {
     /// SQLite in a temporary data dir, in-process queue, memory and live events.
     Embedded,
     /// PostgreSQL (a fresh schema) and Redis (a fresh key prefix).
-    Servers { database_url: String, schema: String, redis_url: String, prefix: String },
+    Servers {
+        database_url: String,
+        schema: String,
+        redis_url: String,
+        prefix: String,
+    },
 }
 
 impl Backends {
@@ -67,7 +72,11 @@ pub struct Spawn {
 
 impl Spawn {
     pub fn new(backends: Backends) -> Self {
-        Self { backends, background_tasks: true, extra_env: Vec::new() }
+        Self {
+            backends,
+            background_tasks: true,
+            extra_env: Vec::new(),
+        }
     }
 }
 
@@ -106,8 +115,17 @@ impl TestApp {
         ] {
             env.insert(k.to_owned(), v);
         }
-        let mut options = BuildOptions { background_tasks: spawn.background_tasks, ..BuildOptions::default() };
-        if let Backends::Servers { database_url, schema, redis_url, prefix } = &spawn.backends {
+        let mut options = BuildOptions {
+            background_tasks: spawn.background_tasks,
+            ..BuildOptions::default()
+        };
+        if let Backends::Servers {
+            database_url,
+            schema,
+            redis_url,
+            prefix,
+        } = &spawn.backends
+        {
             env.insert("DATABASE_URL".into(), database_url.clone());
             env.insert("REDIS_URL".into(), redis_url.clone());
             env.insert("PARLEY_REDIS_PREFIX".into(), prefix.clone());
@@ -118,7 +136,9 @@ impl TestApp {
         }
         let config = Config::from_sources(&env).expect("test configuration");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let app = App::build_with(config, listener, options).await.expect("app builds");
+        let app = App::build_with(config, listener, options)
+            .await
+            .expect("app builds");
         let base = format!("http://127.0.0.1:{}", app.port());
         let shutdown = app.shutdown_token();
         let handle = tokio::spawn(app.run_until_stopped());
@@ -141,7 +161,11 @@ impl TestApp {
             handle.abort();
             let _ = handle.await;
         }
-        let spawn = Spawn { backends: self.backends.clone(), background_tasks, extra_env: Vec::new() };
+        let spawn = Spawn {
+            backends: self.backends.clone(),
+            background_tasks,
+            extra_env: Vec::new(),
+        };
         let dir = self._dir.take();
         let graph = self.graph.clone();
         Self::start_on(spawn, self.data_dir.clone(), dir, graph).await
@@ -159,7 +183,8 @@ impl TestApp {
 
     /// Posts a body to the WhatsApp webhook signed with the configured app secret.
     pub async fn post_whatsapp(&self, body: &[u8]) -> reqwest::Response {
-        self.post_whatsapp_signed(body, &sign(APP_SECRET.as_bytes(), body)).await
+        self.post_whatsapp_signed(body, &sign(APP_SECRET.as_bytes(), body))
+            .await
     }
 
     pub async fn post_whatsapp_signed(&self, body: &[u8], signature: &str) -> reqwest::Response {
@@ -181,13 +206,19 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
         response.json().await.unwrap()
     }
 
     /// The messages of a conversation, as staff see them.
     pub async fn messages(&self, conversation: &str) -> Vec<Value> {
-        let body = self.admin_get(&format!("/api/v1/conversations/{conversation}/messages")).await;
+        let body = self
+            .admin_get(&format!("/api/v1/conversations/{conversation}/messages"))
+            .await;
         body["messages"].as_array().unwrap().clone()
     }
 
