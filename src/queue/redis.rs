@@ -23,6 +23,9 @@
 //! command would stall every other command on it (pushes from webhooks, renewals, memory). It
 //! polls instead, from 2 ms up to 50 ms while idle, and a push from this process wakes it at
 //! once. One renewer task per queue renews all held locks in one pipeline every `lease_ttl / 3`.
+//! Each reclaim pass also forgets the group's consumers that have nothing pending and have not
+//! read for `4 × reclaim_idle` (replicas that are gone), so per-start consumer names do not pile
+//! up.
 //!
 //! Limits: a holder cut off from Redis for longer than `lease_ttl` loses its lock and another
 //! worker may start on the same conversation (it logs a warning). If Redis loses its data (a
@@ -58,6 +61,8 @@ const POLL_MIN: Duration = Duration::from_millis(2);
 const POLL_MAX: Duration = Duration::from_millis(50);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A consumer with nothing pending that has not read for this many `reclaim_idle` is forgotten.
+const PRUNE_AFTER_RECLAIMS: u64 = 4;
 /// Leases handed out but not yet taken; bounded by the number of waiting workers in practice.
 const CHANNEL_CAPACITY: usize = 1024;
 
@@ -103,6 +108,23 @@ end
 return 1
 ";
 
+/// KEYS: stream. ARGV: group, idle ms, own consumer name. Deletes the group's consumers that have
+/// nothing pending and have not been seen for the idle time (replicas that are gone: each start
+/// may use a new consumer name). Checked and deleted atomically, so no pending entry is lost; a
+/// consumer that reads again is recreated by Redis. Returns how many were deleted.
+const PRUNE: &str = r"
+local removed = 0
+for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local fields = {}
+  for i = 1, #consumer, 2 do fields[consumer[i]] = consumer[i + 1] end
+  if fields['pending'] == 0 and fields['idle'] > tonumber(ARGV[2]) and fields['name'] ~= ARGV[3] then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], fields['name'])
+    removed = removed + 1
+  end
+end
+return removed
+";
+
 /// The Redis queue. Clones share one dispatcher (one consumer).
 #[derive(Clone)]
 pub struct RedisQueue {
@@ -120,6 +142,7 @@ struct Core {
     acquire: Script,
     renew: Script,
     release: Script,
+    prune: Script,
     /// Workers inside `next()`: the dispatcher reads only this many entries (less the leases
     /// already waiting in the channel).
     waiting: AtomicUsize,
@@ -255,6 +278,7 @@ impl RedisQueue {
             acquire: Script::new(ACQUIRE),
             renew: Script::new(RENEW),
             release: Script::new(RELEASE),
+            prune: Script::new(PRUNE),
             waiting: AtomicUsize::new(0),
             wake: Notify::new(),
             held: Mutex::new(HashMap::new()),
@@ -406,6 +430,7 @@ impl Dispatcher {
                     backoff = BACKOFF_MIN;
                     if reclaim && !step.more_to_reclaim {
                         next_reclaim = Instant::now() + reclaim_every;
+                        self.prune_consumers().await;
                     }
                     if step.found || step.more_to_reclaim {
                         poll = POLL_MIN;
@@ -432,6 +457,29 @@ impl Dispatcher {
                     }
                 }
             }
+        }
+    }
+
+    /// Forgets consumers of replicas that are gone, once they have nothing pending. Only
+    /// housekeeping: a failure is logged and tried again at the next reclaim.
+    async fn prune_consumers(&self) {
+        let idle = millis(self.core.settings.reclaim_idle).saturating_mul(PRUNE_AFTER_RECLAIMS);
+        let pruned: RedisResult<i64> = self
+            .core
+            .prune
+            .key(&self.core.stream)
+            .arg(GROUP)
+            .arg(idle)
+            .arg(&self.core.consumer)
+            .invoke_async(&mut self.core.conn())
+            .await;
+        match pruned {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(
+                removed,
+                "work queue: forgot consumers of replicas that are gone"
+            ),
+            Err(e) => tracing::warn!(error = %e, "work queue: cannot prune idle consumers"),
         }
     }
 

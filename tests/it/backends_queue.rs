@@ -13,6 +13,7 @@ use parley::broadcast::LiveEvents;
 use parley::domain::ConversationId;
 use parley::memory::{Memory, MemorySettings, Turn, TurnRole};
 use parley::queue::{Lease, QueueSettings, WorkQueue};
+use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
 use crate::common::{redis_url, services_required, unique_name};
@@ -453,6 +454,36 @@ async fn redis_work_held_by_a_replica_that_died_is_recovered_by_another() {
     );
     recovered.finish().await.unwrap();
     assert_nothing_delivered(&survivor, 1200).await;
+
+    // The dead replica's consumer, now with nothing pending, is forgotten once idle for long
+    // enough (4 × reclaim_idle); the living one stays. Reclaim passes run while a worker waits.
+    let waiting = {
+        let survivor = survivor.clone();
+        tokio::spawn(async move { survivor.next().await.map(|l| l.conversation()) })
+    };
+    let Backend::Redis { conn, prefix, .. } = &backend else {
+        unreachable!()
+    };
+    let stream = format!("{prefix}:q:stream");
+    let consumers = || async {
+        let reply: redis::streams::StreamInfoConsumersReply = conn
+            .clone()
+            .xinfo_consumers(&stream, "workers")
+            .await
+            .unwrap();
+        let mut names: Vec<String> = reply.consumers.into_iter().map(|c| c.name).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(consumers().await, ["doomed", "survivor"]);
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while consumers().await != ["survivor"] {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the dead replica's consumer is forgotten");
+    waiting.abort();
     backend.cleanup().await;
 }
 
