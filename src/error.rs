@@ -80,6 +80,19 @@ impl From<StoreError> for AppError {
     }
 }
 
+impl From<crate::pipeline::RecordError> for AppError {
+    fn from(err: crate::pipeline::RecordError) -> Self {
+        match err {
+            crate::pipeline::RecordError::ShuttingDown => AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "Parley is restarting; please send it again",
+            ),
+            crate::pipeline::RecordError::Store(cause) => AppError::unavailable(&cause),
+        }
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let mut response = self.status.into_response();

@@ -19,7 +19,6 @@ use crate::domain::{
 };
 use crate::error::AppError;
 use crate::http::ApiJson;
-use crate::pipeline::RecordError;
 
 /// The longest message a visitor may send, in characters.
 const MAX_TEXT_CHARS: usize = 4096;
@@ -106,11 +105,6 @@ async fn receive(
                 Json(json!({ "conversation_id": conversation })),
             ))
         }
-        Err(RecordError::Store(cause)) => Err(AppError::unavailable(&cause)),
-        Err(RecordError::ShuttingDown) => Err(AppError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "Parley is restarting; please retry",
-        )),
+        Err(err) => Err(err.into()),
     }
 }

@@ -16,7 +16,6 @@ use secrecy::ExposeSecret;
 use crate::app::AppState;
 use crate::channels::whatsapp::{answer_subscription, parse_webhook, verify_signature};
 use crate::error::AppError;
-use crate::pipeline::RecordError;
 
 const CHANNEL: &str = "whatsapp";
 
@@ -122,14 +121,7 @@ async fn receive(
         }
         Err(err) => {
             metrics.webhook(CHANNEL, "unavailable");
-            match err {
-                RecordError::ShuttingDown => Err(AppError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "shutting_down",
-                    "Parley is restarting; please redeliver",
-                )),
-                RecordError::Store(cause) => Err(AppError::unavailable(&cause)),
-            }
+            Err(err.into())
         }
     }
 }
