@@ -11,7 +11,6 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
-use crate::domain::{Channel, DeliveryStatus};
 use crate::retry::RetryPolicy;
 use crate::store::{OutboundJob, SendFailure};
 
@@ -68,44 +67,10 @@ async fn deliver(state: &AppState, job: OutboundJob) {
         tracing::warn!(message.id = %job.id, attempts = job.attempts, "retrying a send whose earlier attempt vanished mid-call; the prospect may receive it twice");
     }
     let channel = job.channel;
-    let outcome = match channel {
-        Channel::Web => Ok((None, DeliveryStatus::Delivered)),
-        Channel::Whatsapp => match state.whatsapp_credentials(&job.tenant) {
-            Some(credentials) => state
-                .whatsapp
-                .send_text(&credentials, &job.address, &job.text, None)
-                .await
-                .map(|id| (Some(id), DeliveryStatus::Sent))
-                .map_err(|err| {
-                    let retry = if err.is_retryable() {
-                        Some(err.retry_after())
-                    } else {
-                        None
-                    };
-                    (
-                        SendFailure {
-                            code: err.code,
-                            detail: err.to_string(),
-                        },
-                        retry,
-                    )
-                }),
-            None => Err((
-                SendFailure {
-                    code: None,
-                    detail: "no WhatsApp number is configured for this tenant".to_owned(),
-                },
-                None,
-            )),
-        },
-        other => Err((
-            SendFailure {
-                code: None,
-                detail: format!("the {other} channel cannot send yet"),
-            },
-            None,
-        )),
-    };
+    let outcome = crate::channels::outbound::send(state, &job)
+        .await
+        .map(|accepted| (accepted.provider_id, accepted.status))
+        .map_err(|refused| (refused.failure, refused.retry_after));
     let now = state.clock.now_ms();
     let recorded = match outcome {
         Ok((provider_id, status)) => {
