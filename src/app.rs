@@ -22,6 +22,7 @@ use crate::agents::ReplyBook;
 use crate::broadcast::LiveEvents;
 use crate::channels::whatsapp::{WhatsAppClient, WhatsAppCredentials};
 use crate::config::Config;
+use crate::consent::Consent;
 use crate::domain::{Clock, SystemClock, TenantId};
 use crate::llm::{IntentCatalog, IntentClassifier, IntentDetector, LlmClient, LlmSettings};
 use crate::memory::{Memory, MemorySettings};
@@ -36,6 +37,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
     pub store: Store,
+    /// Consent policies, the ledger and the outbound gate.
+    pub consent: Consent,
     pub queue: WorkQueue,
     pub memory: Memory,
     pub live: LiveEvents,
@@ -185,6 +188,10 @@ impl App {
             None => generated_admin_token(&config.data_dir)?,
         };
 
+        let consent = Consent::open(store.clone(), &config)
+            .await
+            .context("could not prepare the consent ledger")?;
+
         let metrics = Metrics::new();
         let mut recorder_task = JoinSet::new();
         let (recorder, task) = Recorder::new(
@@ -207,6 +214,7 @@ impl App {
             config,
             clock: options.clock,
             store,
+            consent,
             queue,
             memory,
             live,

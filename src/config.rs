@@ -15,6 +15,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::consent::{ConsentSettings, TemplateSettings};
 use crate::domain::TenantId;
 
 /// Where the graph API lives unless `WHATSAPP_API_BASE` says otherwise.
@@ -63,6 +64,9 @@ pub struct Config {
     pub whatsapp: WhatsAppConfig,
     /// Tenants by id; `default` always exists.
     pub tenants: BTreeMap<TenantId, TenantConfig>,
+    /// The key that names contacts in the consent ledger (`PARLEY_CONSENT_KEY`); generated and
+    /// kept in the database when unset.
+    pub consent_key: Option<SecretString>,
 }
 
 /// How the pipeline runs.
@@ -115,6 +119,10 @@ pub struct TenantConfig {
     /// The business's name, used in replies.
     pub name: String,
     pub whatsapp: Option<TenantWhatsApp>,
+    /// The tenant's consent policy (`[tenants.<id>.consent]`, else `[consent]`, else defaults).
+    pub consent: ConsentSettings,
+    /// Approved WhatsApp templates by name (`[tenants.<id>.templates.<name>]`).
+    pub templates: BTreeMap<String, TemplateSettings>,
 }
 
 /// A tenant's WhatsApp number.
@@ -249,6 +257,10 @@ impl Config {
         };
         check_http_url("WHATSAPP_API_BASE", &whatsapp.api_base)?;
 
+        let global_consent = file.consent.unwrap_or_default();
+        global_consent
+            .validate("consent")
+            .map_err(ConfigError::new)?;
         let mut tenants = BTreeMap::new();
         let mut file_tenants = file.tenants;
         let default_file = file_tenants.remove("default").unwrap_or_default();
@@ -268,6 +280,8 @@ impl Config {
                     .or(default_file.name)
                     .unwrap_or_else(|| "Skyline Habitat".to_owned()),
                 whatsapp: default_whatsapp,
+                consent: tenant_consent("default", default_file.consent, &global_consent)?,
+                templates: default_file.templates,
             },
         );
         for (raw_id, tenant) in file_tenants {
@@ -281,7 +295,17 @@ impl Config {
                 &format!("tenants.{raw_id}.whatsapp_access_token"),
             )?;
             let name = tenant.name.unwrap_or_else(|| raw_id.clone());
-            tenants.insert(id.clone(), TenantConfig { id, name, whatsapp });
+            let consent = tenant_consent(&raw_id, tenant.consent, &global_consent)?;
+            tenants.insert(
+                id.clone(),
+                TenantConfig {
+                    id,
+                    name,
+                    whatsapp,
+                    consent,
+                    templates: tenant.templates,
+                },
+            );
         }
         let mut seen_numbers = BTreeMap::new();
         for tenant in tenants.values() {
@@ -344,6 +368,7 @@ impl Config {
             llm,
             whatsapp,
             tenants,
+            consent_key: secret("PARLEY_CONSENT_KEY").or(file.consent_key),
         })
     }
 
@@ -358,6 +383,23 @@ impl Config {
 
     pub fn tenant(&self, id: &TenantId) -> Option<&TenantConfig> {
         self.tenants.get(id)
+    }
+}
+
+/// A tenant's consent policy: its own section, else the global one; checked either way.
+fn tenant_consent(
+    tenant: &str,
+    own: Option<ConsentSettings>,
+    global: &ConsentSettings,
+) -> Result<ConsentSettings, ConfigError> {
+    match own {
+        Some(settings) => {
+            settings
+                .validate(&format!("tenants.{tenant}.consent"))
+                .map_err(ConfigError::new)?;
+            Ok(settings)
+        }
+        None => Ok(global.clone()),
     }
 }
 
@@ -431,6 +473,8 @@ struct FileConfig {
     pipeline: Option<PipelineFile>,
     llm: Option<LlmFile>,
     whatsapp: Option<WhatsAppFile>,
+    consent: Option<ConsentSettings>,
+    consent_key: Option<SecretString>,
     #[serde(default)]
     tenants: BTreeMap<String, TenantFile>,
 }
@@ -485,6 +529,9 @@ struct TenantFile {
     name: Option<String>,
     whatsapp_phone_number_id: Option<String>,
     whatsapp_access_token: Option<SecretString>,
+    consent: Option<ConsentSettings>,
+    #[serde(default)]
+    templates: BTreeMap<String, TemplateSettings>,
 }
 
 #[cfg(test)]

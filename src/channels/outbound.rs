@@ -64,20 +64,45 @@ async fn send_whatsapp(state: &AppState, job: &OutboundJob) -> Result<Accepted, 
             "no WhatsApp number is configured for this tenant",
         ));
     };
-    state
-        .whatsapp
-        .send_text(&credentials, &job.address, &job.text, None)
-        .await
-        .map(|id| Accepted {
-            provider_id: Some(id),
-            status: DeliveryStatus::Sent,
-        })
-        .map_err(|err| Refused {
-            retryable: err.is_retryable(),
-            retry_after: err.retry_after(),
-            failure: SendFailure {
-                code: err.code,
-                detail: err.to_string(),
-            },
-        })
+    let sent = match &job.template {
+        Some(template) => {
+            let name = template["name"].as_str().unwrap_or_default();
+            let language = template["language"].as_str().unwrap_or("en");
+            let params: Vec<serde_json::Value> = template["params"]
+                .as_array()
+                .map(|p| {
+                    p.iter()
+                        .map(|v| serde_json::json!({"type": "text", "text": v.as_str().unwrap_or_default()}))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let components = if params.is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_json::json!([{"type": "body", "parameters": params}])
+            };
+            state
+                .whatsapp
+                .send_template(&credentials, &job.address, name, language, components)
+                .await
+        }
+        None => {
+            state
+                .whatsapp
+                .send_text(&credentials, &job.address, &job.text, None)
+                .await
+        }
+    };
+    sent.map(|id| Accepted {
+        provider_id: Some(id),
+        status: DeliveryStatus::Sent,
+    })
+    .map_err(|err| Refused {
+        retryable: err.is_retryable(),
+        retry_after: err.retry_after(),
+        failure: SendFailure {
+            code: err.code,
+            detail: err.to_string(),
+        },
+    })
 }

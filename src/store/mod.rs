@@ -7,6 +7,7 @@
 //! is written out. Every write transaction starts with a write, so SQLite takes its write lock at
 //! once instead of failing a lock upgrade.
 
+mod consent;
 mod conversations;
 mod inbound;
 mod outbox;
@@ -21,7 +22,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-pub use inbound::{Completion, Inserted, NewReply, RecordOutcome};
+pub use consent::{ConsentExportRow, ContactRecord, GateFactsRow, NewOutbound};
+pub use inbound::{Completion, Inserted, LedgerEntry, NewReply, RecordOutcome};
 pub use outbox::{OutboundJob, SendFailure};
 pub use records::{ConversationRecord, MessageRecord, PendingInbound};
 
