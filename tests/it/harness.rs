@@ -264,6 +264,23 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// A text response from an admin GET (CSV exports).
+    pub async fn admin_get_text(&self, path: &str) -> String {
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response.text().await.unwrap()
+    }
+
     /// The messages of a conversation, as staff see them.
     pub async fn messages(&self, conversation: &str) -> Vec<Value> {
         let body = self

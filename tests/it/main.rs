@@ -4,6 +4,7 @@ mod backends_broadcast;
 mod backends_memory;
 mod backends_queue;
 mod common;
+mod consent;
 mod consent_ledger;
 mod gateway;
 mod harness;
