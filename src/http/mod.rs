@@ -5,8 +5,10 @@
 mod auth;
 mod consent;
 mod conversations;
+mod handoffs;
 mod health;
 mod json;
+mod staff;
 mod web;
 mod whatsapp;
 
@@ -49,6 +51,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(web::routes())
         .merge(conversations::routes())
         .merge(consent::routes())
+        .merge(handoffs::routes())
+        .merge(staff::routes())
         .merge(health::routes())
         .with_state(state)
         .layer(

@@ -8,6 +8,7 @@ mod consent;
 mod consent_ledger;
 mod consent_property;
 mod gateway;
+mod handoff;
 mod harness;
 mod intents;
 mod store;
