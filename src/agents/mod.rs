@@ -4,5 +4,7 @@
 
 pub mod handoff;
 mod replies;
+mod spec;
 
 pub use replies::{ReplyBook, ReplyContext};
+pub use spec::{AgentFileError, AgentRegistry, AgentSpec, KNOWN_TOOLS, parse_agent};
