@@ -63,6 +63,10 @@ pub struct Config {
     pub whatsapp: WhatsAppConfig,
     /// Tenants by id; `default` always exists.
     pub tenants: BTreeMap<TenantId, TenantConfig>,
+    /// `[leads]`: scoring weights, tiers, temperature rules.
+    pub leads: crate::leads::LeadsConfig,
+    /// `[crm]` and the CRM adapters' variables.
+    pub crm: crate::crm::CrmConfig,
 }
 
 /// How the pipeline runs.
@@ -319,6 +323,9 @@ impl Config {
             }
         }
 
+        let leads = crate::leads::LeadsConfig::resolve(file.leads, &var).map_err(ConfigError::new)?;
+        let crm = crate::crm::CrmConfig::resolve(file.crm, &var).map_err(ConfigError::new)?;
+
         Ok(Config {
             listen,
             data_dir: var("PARLEY_DATA_DIR")
@@ -344,6 +351,8 @@ impl Config {
             llm,
             whatsapp,
             tenants,
+            leads,
+            crm,
         })
     }
 
@@ -433,6 +442,8 @@ struct FileConfig {
     whatsapp: Option<WhatsAppFile>,
     #[serde(default)]
     tenants: BTreeMap<String, TenantFile>,
+    leads: Option<crate::leads::LeadsConfig>,
+    crm: Option<crate::crm::CrmFile>,
 }
 
 impl FileConfig {

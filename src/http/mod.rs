@@ -4,8 +4,10 @@
 
 mod auth;
 mod conversations;
+mod crm;
 mod health;
 mod json;
+mod leads;
 mod web;
 mod whatsapp;
 
@@ -47,6 +49,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(whatsapp::routes(&state))
         .merge(web::routes())
         .merge(conversations::routes())
+        .merge(leads::routes())
+        .merge(crm::routes())
         .merge(health::routes())
         .with_state(state)
         .layer(

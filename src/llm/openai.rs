@@ -202,6 +202,57 @@ impl LlmClient {
     }
 }
 
+impl LlmClient {
+    /// One structured-output call: `system` and `user` messages, an answer constrained to
+    /// `schema` (JSON schema named `schema_name`); returns the answer's JSON text, unparsed.
+    /// Used by lead fact extraction; bounded by the same timeout, one attempt.
+    pub async fn complete_json(
+        &self,
+        system: &str,
+        user: &str,
+        schema_name: &str,
+        schema: Value,
+    ) -> Result<String, LlmError> {
+        let invalid = |_| LlmError::Api("invalid request".into());
+        let messages: Vec<ChatCompletionRequestMessage> = vec![
+            ChatCompletionRequestSystemMessageArgs::default()
+                .content(system)
+                .build()
+                .map_err(invalid)?
+                .into(),
+            ChatCompletionRequestUserMessageArgs::default()
+                .content(user)
+                .build()
+                .map_err(invalid)?
+                .into(),
+        ];
+        let request = CreateChatCompletionRequestArgs::default()
+            .model(&self.model)
+            .temperature(0.0)
+            .messages(messages)
+            .response_format(ResponseFormat::JsonSchema {
+                json_schema: ResponseFormatJsonSchema {
+                    description: None,
+                    name: schema_name.into(),
+                    schema: Some(schema),
+                    strict: Some(false),
+                },
+            })
+            .build()
+            .map_err(|_| LlmError::Api("invalid request".into()))?;
+        let response = tokio::time::timeout(self.timeout, self.client.chat().create(request))
+            .await
+            .map_err(|_| LlmError::Timeout(self.timeout))?
+            .map_err(|e| LlmError::from_openai(e, self.timeout))?;
+        response
+            .choices
+            .into_iter()
+            .next()
+            .and_then(|c| c.message.content)
+            .ok_or(LlmError::Malformed("the answer has no content"))
+    }
+}
+
 fn messages(
     text: &str,
     catalog: &IntentCatalog,

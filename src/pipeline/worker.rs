@@ -109,6 +109,7 @@ async fn handle_message(
         "message handled"
     );
     remember(state, conversation.id, &message, &completion).await;
+    crate::leads::observe(state, conversation, &message, &completion).await;
     publish(
         state,
         conversation.id,
