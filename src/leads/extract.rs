@@ -179,6 +179,8 @@ fn canonical_place(found: &str) -> String {
 }
 
 fn tidy(raw: &str) -> String {
+    let raw = raw.split([',', ';', '!', '?']).next().unwrap_or("");
+    let raw = raw.split(". ").next().unwrap_or("");
     raw.trim()
         .trim_end_matches(['.', ',', '!'])
         .split_whitespace()

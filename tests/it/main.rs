@@ -7,5 +7,6 @@ mod common;
 mod gateway;
 mod harness;
 mod intents;
+mod leads;
 mod store;
 mod whatsapp;
