@@ -27,6 +27,6 @@ pub use facts::{Budget, Engagement, LeadFacts, LeadSource, MessageSignals};
 pub use observe::observe;
 pub use record::{HistoryEntry, LeadId, LeadRecord};
 pub use score::{Factor, Score, Tier};
-pub use service::{Leads, Locate};
+pub use service::{Leads, Locate, Note};
 pub use store::{LeadChange, LeadOrder};
 pub use validate::{EmailStatus, MxResolver, MxStatus, Verification};

@@ -88,12 +88,15 @@ impl Leads {
             next.version = current.version + 1;
             next.updated_at = now;
 
-            let moved = is_new || next.score != current.score || next.tier != current.tier;
+            let moved = is_new
+                || next.score != current.score
+                || next.tier != current.tier
+                || note.opt_out_on.is_some();
             let history = moved.then(|| {
                 let mut reasons = note.reasons.clone();
                 reasons.extend(temperature_reasons.iter().cloned());
                 if reasons.is_empty() {
-                    reasons.push("time passed".into());
+                    reasons.push(if is_new { "new lead" } else { "time passed" }.into());
                 }
                 HistoryEntry {
                     from_score: (!is_new).then_some(current.score),

@@ -12,7 +12,7 @@ use parley::app::{App, AppState, BuildOptions};
 use parley::config::Config;
 use parley::crm::worker::deliver_due;
 use parley::domain::{Channel, ContactId, ManualClock, TenantId};
-use parley::leads::{LeadFacts, LeadSource, Locate, MxResolver, MxStatus, Tier};
+use parley::leads::{LeadFacts, LeadSource, Locate, MxResolver, MxStatus, Note, Tier};
 use parley::testkit::fake_crm::{FakeCrm, Service};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -161,9 +161,9 @@ async fn put_lead(app: &LeadsApp, facts: &LeadFacts) -> parley::leads::LeadRecor
     };
     app.state
         .leads
-        .change(&tenant(), &locate, |lead| {
-            app.state.leads.merge_facts(lead, facts);
-            Default::default()
+        .change(&tenant(), &locate, |lead| Note {
+            reasons: app.state.leads.merge_facts(lead, facts).into_iter().collect(),
+            ..Note::default()
         })
         .await
         .unwrap()
@@ -467,7 +467,7 @@ async fn an_opt_out_reaches_mautic_do_not_contact(app: LeadsApp) {
     let lead = app.state.store.lead_by_contact(contact).await.unwrap().unwrap();
     assert!(lead.opted_out);
     let history = app.state.store.lead_history(lead.id).await.unwrap();
-    assert!(lead.version >= 2);
+    assert_eq!(history.last().unwrap().reason, "opted out on whatsapp");
 }
 
 async fn a_hot_lead_alerts_sales_once_per_change(app: LeadsApp) {
