@@ -89,3 +89,7 @@ CREATE TABLE crm_mappings (
     updated_at   BIGINT NOT NULL,
     PRIMARY KEY (tenant_id, lead_id, adapter)
 );
+
+-- Where an inbound message came from when it carried a click-to-WhatsApp ad referral (JSON):
+-- the lead source `referral_ad`.
+ALTER TABLE messages ADD COLUMN referral TEXT;

@@ -72,7 +72,7 @@ async fn apply(
     let display_name = conversation.display_name.clone();
     let locate = Locate::Contact {
         contact: conversation.contact_id,
-        source: LeadSource::of_channel(conversation.channel, false),
+        source: LeadSource::of_channel(conversation.channel, message.referral.is_some()),
         email: signals.facts.email.clone().or(channel_email.clone()),
         phone: signals.facts.phone.clone().or(channel_phone.clone()),
     };
@@ -80,6 +80,10 @@ async fn apply(
     let lead = leads
         .change(&conversation.tenant, &locate, |lead| {
             let mut note = Note::default();
+            if message.referral.is_some() && lead.source == LeadSource::WhatsappInbound {
+                lead.source = LeadSource::ReferralAd;
+                note.reasons.push("came from a click-to-WhatsApp ad".into());
+            }
             let mut facts = signals.facts.clone();
             if lead.facts.phone.is_none() && facts.phone.is_none() {
                 facts.phone = channel_phone.clone();

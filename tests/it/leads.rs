@@ -22,6 +22,7 @@ use crate::common;
 const ADMIN: &str = "leads-admin-token";
 const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const START_MS: i64 = 1_800_000_000_000;
+const APP_SECRET: &str = "leads-app-secret";
 
 /// The application (HTTP served, no background tasks: the tests drive delivery) and its fakes.
 struct LeadsApp {
@@ -67,6 +68,11 @@ async fn start(db: Db) -> Option<LeadsApp> {
         ("CRM_WEBHOOK_URL", crm.webhook_url()),
         ("CRM_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
         ("SLACK_WEBHOOK_URL", crm.slack_url()),
+        ("WHATSAPP_APP_SECRET", APP_SECRET.to_owned()),
+        ("WHATSAPP_PHONE_NUMBER_ID", "106540352242922".to_owned()),
+        ("WHATSAPP_ACCESS_TOKEN", "wa-token".to_owned()),
+        // Mark-read calls go nowhere (no sender runs in these tests).
+        ("WHATSAPP_API_BASE", "http://127.0.0.1:9/v21.0".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -136,6 +142,7 @@ both_backends!(
     a_hot_lead_alerts_sales_once_per_change,
     messages_fill_the_lead_card_and_the_api_explains_the_score,
     a_csv_import_reports_row_errors_and_merges_duplicates,
+    a_click_to_whatsapp_ad_lead_has_its_source_phone_and_name,
 );
 
 fn tenant() -> TenantId {
@@ -748,4 +755,37 @@ async fn a_csv_import_reports_row_errors_and_merges_duplicates(app: LeadsApp) {
         .await
         .unwrap();
     assert_eq!(empty.status(), 400);
+}
+
+async fn a_click_to_whatsapp_ad_lead_has_its_source_phone_and_name(app: LeadsApp) {
+    let body = std::fs::read(format!(
+        "{}/tests/fixtures/meta_doc_text_click_to_whatsapp_ad_referral.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let response = app
+        .http
+        .post(format!("{}/webhooks/whatsapp", app.base))
+        .header("content-type", "application/json")
+        .header(
+            "x-hub-signature-256",
+            parley::channels::whatsapp::sign(APP_SECRET.as_bytes(), &body),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let conversation = parley::domain::ConversationId::derive(&tenant(), Channel::Whatsapp, "16505551234");
+    parley::pipeline::worker::process_conversation(&app.state, conversation)
+        .await
+        .unwrap();
+    let contact = ContactId::derive(&tenant(), Channel::Whatsapp, "16505551234");
+    let lead = app.state.store.lead_by_contact(contact).await.unwrap().unwrap();
+    assert_eq!(lead.source, LeadSource::ReferralAd);
+    assert_eq!(lead.facts.phone.as_deref(), Some("+16505551234"));
+    assert_eq!(lead.facts.full_name().as_deref(), Some("Sheena Nelson"));
+    let source = lead.factors.iter().find(|f| f.name == "source").unwrap();
+    assert_eq!(source.points, 15);
+    assert_eq!(lead.engagement.replies, 1);
 }
