@@ -323,7 +323,8 @@ impl Config {
             }
         }
 
-        let leads = crate::leads::LeadsConfig::resolve(file.leads, &var).map_err(ConfigError::new)?;
+        let leads =
+            crate::leads::LeadsConfig::resolve(file.leads, &var).map_err(ConfigError::new)?;
         let crm = crate::crm::CrmConfig::resolve(file.crm, &var).map_err(ConfigError::new)?;
 
         Ok(Config {

@@ -291,9 +291,8 @@ fn tenant(file: TenantCrmFile, names: &EnvNames) -> Result<TenantCrm, String> {
     };
     let slack = match file.slack_webhook_url {
         Some(url) => {
-            http_url(&names.slack, url.expose_secret()).map_err(|_| {
-                format!("{} is not an http(s) URL", names.slack)
-            })?;
+            http_url(&names.slack, url.expose_secret())
+                .map_err(|_| format!("{} is not an http(s) URL", names.slack))?;
             Some(SlackSettings { url })
         }
         None => None,
@@ -335,7 +334,13 @@ mod tests {
     #[test]
     fn no_settings_means_no_adapters() {
         let config = resolve(&[]).unwrap();
-        assert!(config.tenant(&TenantId::default_tenant()).unwrap().adapters().is_empty());
+        assert!(
+            config
+                .tenant(&TenantId::default_tenant())
+                .unwrap()
+                .adapters()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -344,8 +349,14 @@ mod tests {
             ("HUBSPOT_TOKEN", "pat-1"),
             ("MAUTIC_URL", "https://api%40x:p%3Ass@mautic.example.com/"),
             ("CRM_WEBHOOK_URL", "https://hooks.example.com/parley"),
-            ("CRM_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-            ("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T/B/X"),
+            (
+                "CRM_WEBHOOK_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ),
+            (
+                "SLACK_WEBHOOK_URL",
+                "https://hooks.slack.com/services/T/B/X",
+            ),
         ])
         .unwrap();
         let tenant = config.tenant(&TenantId::default_tenant()).unwrap();
@@ -358,7 +369,10 @@ mod tests {
                 AdapterKind::Slack
             ]
         );
-        assert_eq!(tenant.hubspot.as_ref().unwrap().api_base, DEFAULT_HUBSPOT_API_BASE);
+        assert_eq!(
+            tenant.hubspot.as_ref().unwrap().api_base,
+            DEFAULT_HUBSPOT_API_BASE
+        );
         let mautic = tenant.mautic.as_ref().unwrap();
         assert_eq!(mautic.base, "https://mautic.example.com");
         assert_eq!(mautic.username, "api@x");

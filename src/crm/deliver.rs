@@ -43,7 +43,12 @@ impl Outcome {
 
     /// An answer that was not a success: retried or dead by status. `detail` is a short,
     /// non-personal description (the CRM's error category or message).
-    pub fn from_status(service: &str, status: StatusCode, headers: &HeaderMap, detail: &str) -> Self {
+    pub fn from_status(
+        service: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+        detail: &str,
+    ) -> Self {
         let error = if detail.is_empty() {
             format!("{service} answered {}", status.as_u16())
         } else {
@@ -76,10 +81,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// At most 200 characters of a CRM's error text, on one line.
 pub fn short(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect()
+    text.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
 #[cfg(test)]
@@ -97,11 +99,23 @@ mod tests {
         let none = HeaderMap::new();
         for status in [429, 408, 500, 502, 503] {
             let s = StatusCode::from_u16(status).unwrap();
-            assert!(matches!(Outcome::from_status("x", s, &none, ""), Outcome::Retry { .. }), "{status}");
+            assert!(
+                matches!(
+                    Outcome::from_status("x", s, &none, ""),
+                    Outcome::Retry { .. }
+                ),
+                "{status}"
+            );
         }
         for status in [400, 401, 403, 404, 409, 422] {
             let s = StatusCode::from_u16(status).unwrap();
-            assert!(matches!(Outcome::from_status("x", s, &none, ""), Outcome::Dead { .. }), "{status}");
+            assert!(
+                matches!(
+                    Outcome::from_status("x", s, &none, ""),
+                    Outcome::Dead { .. }
+                ),
+                "{status}"
+            );
         }
     }
 

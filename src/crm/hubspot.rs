@@ -104,7 +104,9 @@ async fn upsert_once(
     // Results name each contact by its email property; errors name the inputs they refused.
     let mut ids: HashMap<String, String> = HashMap::new();
     for result in body["results"].as_array().into_iter().flatten() {
-        let email = result["properties"]["email"].as_str().map(str::to_lowercase);
+        let email = result["properties"]["email"]
+            .as_str()
+            .map(str::to_lowercase);
         if let (Some(email), Some(id)) = (email, result["id"].as_str()) {
             ids.insert(email, id.to_owned());
         }

@@ -150,7 +150,12 @@ impl Crm {
     }
 
     /// The jobs a lead change produces: one per adapter that takes each kind.
-    pub fn jobs_for(&self, lead: &LeadRecord, kinds: &[JobKind], channel: Option<Channel>) -> Vec<NewSyncJob> {
+    pub fn jobs_for(
+        &self,
+        lead: &LeadRecord,
+        kinds: &[JobKind],
+        channel: Option<Channel>,
+    ) -> Vec<NewSyncJob> {
         let Some(tenant) = self.config.tenant(&lead.tenant) else {
             return Vec::new();
         };

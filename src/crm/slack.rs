@@ -27,7 +27,11 @@ pub fn text(lead: &LeadSnapshot) -> String {
 }
 
 /// Posts the alert.
-pub async fn notify(http: &reqwest::Client, settings: &SlackSettings, lead: &LeadSnapshot) -> Outcome {
+pub async fn notify(
+    http: &reqwest::Client,
+    settings: &SlackSettings,
+    lead: &LeadSnapshot,
+) -> Outcome {
     match http
         .post(settings.url.expose_secret())
         .json(&json!({ "text": text(lead) }))

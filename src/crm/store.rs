@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::{AdapterKind, JobKind};
 use crate::domain::TenantId;
-use crate::store::{Store, StoreError};
 use crate::store::on_pool;
+use crate::store::{Store, StoreError};
 
 /// A claimed job.
 #[derive(Debug, Clone)]
@@ -106,8 +106,9 @@ impl Store {
                     adapter: AdapterKind::parse(&row.adapter).ok_or_else(|| {
                         StoreError::Corrupt(format!("crm adapter `{}`", row.adapter))
                     })?,
-                    kind: JobKind::parse(&row.kind)
-                        .ok_or_else(|| StoreError::Corrupt(format!("crm job kind `{}`", row.kind)))?,
+                    kind: JobKind::parse(&row.kind).ok_or_else(|| {
+                        StoreError::Corrupt(format!("crm job kind `{}`", row.kind))
+                    })?,
                     payload: row.payload,
                     lead_version: row.lead_version,
                     attempts: row.attempts,
@@ -179,7 +180,17 @@ impl Store {
         tenant: Option<&TenantId>,
         limit: i64,
     ) -> Result<Vec<DeadLetter>, StoreError> {
-        type Row = (String, String, String, String, String, i32, Option<String>, i64, i64);
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            i32,
+            Option<String>,
+            i64,
+            i64,
+        );
         let rows: Vec<Row> = on_pool!(self, |pool, Db| {
             sqlx::query_as(
                 "SELECT id, tenant_id, lead_id, adapter, kind, attempts, last_error, created_at, updated_at
@@ -194,7 +205,17 @@ impl Store {
         Ok(rows
             .into_iter()
             .map(
-                |(id, tenant, lead_id, adapter, kind, attempts, last_error, created_at, updated_at)| {
+                |(
+                    id,
+                    tenant,
+                    lead_id,
+                    adapter,
+                    kind,
+                    attempts,
+                    last_error,
+                    created_at,
+                    updated_at,
+                )| {
                     DeadLetter {
                         id,
                         tenant,

@@ -93,7 +93,11 @@ mod tests {
         let signature = sign(
             &key,
             headers["webhook-id"].as_str().unwrap(),
-            headers["webhook-timestamp"].as_str().unwrap().parse().unwrap(),
+            headers["webhook-timestamp"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap(),
             vector["raw_body"].as_str().unwrap().as_bytes(),
         );
         assert_eq!(signature, headers["webhook-signature"].as_str().unwrap());

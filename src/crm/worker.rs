@@ -68,7 +68,14 @@ async fn deliver(crm: &Crm, jobs: Vec<SyncJob>) -> Result<(), StoreError> {
         let snapshot: LeadSnapshot = match serde_json::from_str(&job.payload) {
             Ok(s) => s,
             Err(err) => {
-                record(crm, &job, Outcome::Dead { error: format!("unreadable payload: {err}") }).await?;
+                record(
+                    crm,
+                    &job,
+                    Outcome::Dead {
+                        error: format!("unreadable payload: {err}"),
+                    },
+                )
+                .await?;
                 continue;
             }
         };
@@ -104,7 +111,10 @@ async fn deliver(crm: &Crm, jobs: Vec<SyncJob>) -> Result<(), StoreError> {
 
 fn not_configured(job: &SyncJob) -> Outcome {
     Outcome::Retry {
-        error: format!("{} is no longer configured for this tenant", job.adapter.as_str()),
+        error: format!(
+            "{} is no longer configured for this tenant",
+            job.adapter.as_str()
+        ),
         retry_after: None,
     }
 }
@@ -121,7 +131,15 @@ async fn deliver_one(crm: &Crm, job: &SyncJob, lead: &LeadSnapshot) -> Outcome {
             };
             match mapping(AdapterKind::Hubspot).await {
                 Ok(Some(contact)) => {
-                    match hubspot::create_task(&crm.http, settings, &contact, lead, crm.clock.now_ms()).await {
+                    match hubspot::create_task(
+                        &crm.http,
+                        settings,
+                        &contact,
+                        lead,
+                        crm.clock.now_ms(),
+                    )
+                    .await
+                    {
                         // The task's id is not the contact's: keep the mapping as it is.
                         Outcome::Delivered { .. } => Outcome::delivered(),
                         other => other,
@@ -159,7 +177,15 @@ async fn deliver_one(crm: &Crm, job: &SyncJob, lead: &LeadSnapshot) -> Outcome {
         (AdapterKind::Webhook, kind) => match &tenant.webhook {
             Some(settings) => {
                 let message_id = format!("msg_{}", job.id.simple());
-                webhook::send(&crm.http, settings, &message_id, kind, lead, crm.clock.now_ms()).await
+                webhook::send(
+                    &crm.http,
+                    settings,
+                    &message_id,
+                    kind,
+                    lead,
+                    crm.clock.now_ms(),
+                )
+                .await
             }
             None => not_configured(job),
         },

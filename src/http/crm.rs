@@ -74,5 +74,8 @@ async fn retry(
         return Err(AppError::not_found("no dead letter has this id"));
     }
     state.crm.wakeup.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "status": "pending" }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": id, "status": "pending" })),
+    ))
 }

@@ -127,12 +127,16 @@ async fn start_import(
     require_admin(&state, &headers)?;
     let tenant = tenant_param(query.tenant.as_deref())?.unwrap_or_else(TenantId::default_tenant);
     if state.config.tenant(&tenant).is_none() {
-        return Err(AppError::bad_request(format!("tenant `{tenant}` is not configured")));
+        return Err(AppError::bad_request(format!(
+            "tenant `{tenant}` is not configured"
+        )));
     }
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| AppError::bad_request("the CSV is not UTF-8 text"))?;
     if text.trim().is_empty() {
-        return Err(AppError::bad_request("the CSV is empty; send a header row and rows"));
+        return Err(AppError::bad_request(
+            "the CSV is empty; send a header row and rows",
+        ));
     }
     let id = uuid::Uuid::now_v7();
     state

@@ -267,9 +267,7 @@ impl LeadsConfig {
         }
         let t = &config.tiers;
         if !(t.hot > t.warm && t.warm > t.cold && t.cold > t.low && t.low > 0 && t.hot <= 100) {
-            return Err(
-                "leads.tiers must satisfy 100 >= hot > warm > cold > low > 0".to_owned(),
-            );
+            return Err("leads.tiers must satisfy 100 >= hot > warm > cold > low > 0".to_owned());
         }
         Ok(config)
     }

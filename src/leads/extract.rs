@@ -22,7 +22,9 @@ static NAME_STATED: LazyLock<Regex> = LazyLock::new(|| {
 });
 /// "I am Asha Rao", "this is Asha": only capitalised words, so "I am interested" is no name.
 static NAME_INTRODUCED: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?i:\b(?:i am|i'm|im|this is|it's|main))\s+(\p{Lu}[\p{L}'.\-]*(?:\s+\p{Lu}[\p{L}'.\-]*){0,2})")
+    re(
+        r"(?i:\b(?:i am|i'm|im|this is|it's|main))\s+(\p{Lu}[\p{L}'.\-]*(?:\s+\p{Lu}[\p{L}'.\-]*){0,2})",
+    )
 });
 static EMAIL: LazyLock<Regex> =
     LazyLock::new(|| re(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}"));
@@ -43,7 +45,9 @@ static TIMELINE: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 static LOCATION_STATED: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?i:\b(?:location is|location\s*[:\-]|i live in|i stay in|based in|looking in|looking at|prefer|preferably in))\s+(\p{Lu}[\p{L}]+(?:\s\p{Lu}[\p{L}]+)?)")
+    re(
+        r"(?i:\b(?:location is|location\s*[:\-]|i live in|i stay in|based in|looking in|looking at|prefer|preferably in))\s+(\p{Lu}[\p{L}]+(?:\s\p{Lu}[\p{L}]+)?)",
+    )
 });
 /// Places the demo business (and most Indian real-estate buyers) name.
 const PLACES: &[&str] = &[
@@ -99,8 +103,26 @@ static PRICE: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 const NOT_NAMES: &[&str] = &[
-    "interested", "looking", "here", "from", "fine", "good", "ok", "okay", "searching",
-    "planning", "and", "hai", "hoon", "hu", "the", "a", "not", "also", "just", "back",
+    "interested",
+    "looking",
+    "here",
+    "from",
+    "fine",
+    "good",
+    "ok",
+    "okay",
+    "searching",
+    "planning",
+    "and",
+    "hai",
+    "hoon",
+    "hu",
+    "the",
+    "a",
+    "not",
+    "also",
+    "just",
+    "back",
 ];
 
 /// What rules find in one message. `region` reads national phone numbers; `currency` is the
@@ -184,7 +206,12 @@ fn tidy(raw: &str) -> String {
     raw.trim()
         .trim_end_matches(['.', ',', '!'])
         .split_whitespace()
-        .take_while(|w| !matches!(w.to_lowercase().as_str(), "and" | "in" | "as" | "hai" | "since"))
+        .take_while(|w| {
+            !matches!(
+                w.to_lowercase().as_str(),
+                "and" | "in" | "as" | "hai" | "since"
+            )
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -215,7 +242,10 @@ pub(crate) mod tests {
                 assert_eq!(s.facts.full_name().as_deref(), Some("Rohit Sharma"));
                 assert_eq!(
                     s.facts.budget,
-                    Some(Budget { amount: 15_000_000, currency: "INR".into() })
+                    Some(Budget {
+                        amount: 15_000_000,
+                        currency: "INR".into()
+                    })
                 );
             },
         },
@@ -253,7 +283,10 @@ pub(crate) mod tests {
             expect: |s| {
                 assert_eq!(
                     s.facts.budget,
-                    Some(Budget { amount: 300_000, currency: "USD".into() })
+                    Some(Budget {
+                        amount: 300_000,
+                        currency: "USD".into()
+                    })
                 );
                 assert_eq!(s.facts.first_name.as_deref(), Some("Priya"));
                 assert_eq!(s.facts.location.as_deref(), Some("Dubai"));
@@ -267,7 +300,10 @@ pub(crate) mod tests {
                 assert_eq!(s.facts.property_type.as_deref(), Some("plot"));
                 assert_eq!(
                     s.facts.budget,
-                    Some(Budget { amount: 15_000_000, currency: "INR".into() })
+                    Some(Budget {
+                        amount: 15_000_000,
+                        currency: "INR".into()
+                    })
                 );
                 assert_eq!(s.facts.timeline.as_deref(), Some("this month"));
                 assert!(s.purchase_inquiry);
@@ -295,13 +331,21 @@ pub(crate) mod tests {
         for example in EXAMPLES {
             let signals = extract(example.text, phonenumber::country::Id::IN, "INR");
             let outcome = std::panic::catch_unwind(|| (example.expect)(&signals));
-            assert!(outcome.is_ok(), "example {:?} gave {signals:#?}", example.text);
+            assert!(
+                outcome.is_ok(),
+                "example {:?} gave {signals:#?}",
+                example.text
+            );
         }
     }
 
     #[test]
     fn an_email_with_digits_is_not_read_as_a_phone() {
-        let s = extract("write to ravi9876543210@example.com", phonenumber::country::Id::IN, "INR");
+        let s = extract(
+            "write to ravi9876543210@example.com",
+            phonenumber::country::Id::IN,
+            "INR",
+        );
         assert_eq!(s.facts.email.as_deref(), Some("ravi9876543210@example.com"));
         assert_eq!(s.facts.phone, None);
     }

@@ -51,7 +51,12 @@ struct Progress {
 }
 
 impl Store {
-    pub async fn create_import(&self, id: Uuid, tenant: &TenantId, now: i64) -> Result<(), StoreError> {
+    pub async fn create_import(
+        &self,
+        id: Uuid,
+        tenant: &TenantId,
+        now: i64,
+    ) -> Result<(), StoreError> {
         on_pool!(self, |pool, Db| {
             sqlx::query(
                 "INSERT INTO lead_imports (id, tenant_id, status, created_at, updated_at) VALUES ($1, $2, 'running', $3, $3)",
@@ -93,26 +98,31 @@ impl Store {
     }
 
     pub async fn import_status(&self, id: Uuid) -> Result<Option<ImportStatus>, StoreError> {
-        let row: Option<(String, String, String, i32, i32, i32, String)> = on_pool!(self, |pool, Db| {
-            sqlx::query_as(
+        let row: Option<(String, String, String, i32, i32, i32, String)> = on_pool!(
+            self,
+            |pool, Db| {
+                sqlx::query_as(
                 "SELECT id, tenant_id, status, total_rows, created, merged, errors FROM lead_imports WHERE id = $1",
             )
             .bind(id.to_string())
             .fetch_optional(pool)
             .await?
-        });
-        row.map(|(id, tenant, status, total_rows, created, merged, errors)| {
-            Ok(ImportStatus {
-                id,
-                tenant,
-                status,
-                total_rows,
-                created,
-                merged,
-                errors: serde_json::from_str(&errors)
-                    .map_err(|e| StoreError::Corrupt(format!("import errors: {e}")))?,
-            })
-        })
+            }
+        );
+        row.map(
+            |(id, tenant, status, total_rows, created, merged, errors)| {
+                Ok(ImportStatus {
+                    id,
+                    tenant,
+                    status,
+                    total_rows,
+                    created,
+                    merged,
+                    errors: serde_json::from_str(&errors)
+                        .map_err(|e| StoreError::Corrupt(format!("import errors: {e}")))?,
+                })
+            },
+        )
         .transpose()
     }
 }
@@ -166,12 +176,15 @@ fn parse_row(
     if let Some(raw) = get(&["budget"]) {
         let with_context = format!("budget {raw}");
         facts.budget = Some(
-            money::parse_budget(&with_context, &leads.config.currency)
-                .ok_or_else(|| "budget is not an amount (write 1.5 cr, 80 lakh, $300k)".to_owned())?,
+            money::parse_budget(&with_context, &leads.config.currency).ok_or_else(|| {
+                "budget is not an amount (write 1.5 cr, 80 lakh, $300k)".to_owned()
+            })?,
         );
     }
     let source = match get(&["source"]) {
-        Some(raw) => LeadSource::parse(raw).ok_or_else(|| format!("source `{raw}` is not known"))?,
+        Some(raw) => {
+            LeadSource::parse(raw).ok_or_else(|| format!("source `{raw}` is not known"))?
+        }
         None => LeadSource::Import,
     };
     Ok((facts, source))
@@ -211,7 +224,10 @@ async fn process(
         .trim(csv::Trim::All)
         .from_reader(csv_text.as_bytes());
     let headers: Vec<String> = match reader.headers() {
-        Ok(h) => h.iter().map(|h| h.trim().to_ascii_lowercase().replace([' ', '-'], "_")).collect(),
+        Ok(h) => h
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase().replace([' ', '-'], "_"))
+            .collect(),
         Err(_) => {
             progress.errors.push(RowError {
                 row: 1,
@@ -220,7 +236,12 @@ async fn process(
             return Ok(());
         }
     };
-    if !headers.iter().any(|h| matches!(h.as_str(), "email" | "email_address" | "phone" | "mobile" | "phone_number")) {
+    if !headers.iter().any(|h| {
+        matches!(
+            h.as_str(),
+            "email" | "email_address" | "phone" | "mobile" | "phone_number"
+        )
+    }) {
         progress.errors.push(RowError {
             row: 1,
             reason: "the header names neither an email nor a phone column".into(),
@@ -272,12 +293,12 @@ async fn process(
         } else {
             progress.merged += 1;
         }
-        if let Some(lead) = lead {
-            if validate::needs_email_check(&lead.verification, lead.facts.email.as_deref()) {
-                leads.verify_email(tenant, lead.id).await?;
-            }
+        if let Some(lead) = lead
+            && validate::needs_email_check(&lead.verification, lead.facts.email.as_deref())
+        {
+            leads.verify_email(tenant, lead.id).await?;
         }
-        if progress.total % PROGRESS_EVERY == 0 {
+        if progress.total.is_multiple_of(PROGRESS_EVERY) {
             leads
                 .store
                 .update_import(id, "running", progress, leads.clock.now_ms())

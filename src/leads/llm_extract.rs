@@ -155,14 +155,30 @@ mod tests {
             answer
         };
         vec![
-            with(json!({"first_name": "Asha", "last_name": "Rao", "email": "Asha.Rao@example.com"})),
-            with(json!({"first_name": "Rohit", "last_name": "Sharma", "budget_amount": 15000000, "budget_currency": "INR"})),
-            with(json!({"phone": "9876543210", "property_type": "3 BHK", "location": "Baner", "visit_request": true})),
-            with(json!({"company": "Infosys", "property_type": "villa", "timeline": "within 6 months", "keywords": ["home loan", "possession"]})),
-            with(json!({"property_type": "2 BHK", "location": "Wakad", "timeline": "agle mahine", "pricing_question": true, "purchase_inquiry": true})),
-            with(json!({"first_name": "Priya", "location": "Dubai", "budget_amount": 300000, "budget_currency": "USD", "visit_request": true})),
-            with(json!({"property_type": "plot", "budget_amount": 15000000, "budget_currency": "INR", "timeline": "this month", "purchase_inquiry": true})),
-            with(json!({"phone": "+91 98765 43210", "company": "Tata Motors", "visit_request": true})),
+            with(
+                json!({"first_name": "Asha", "last_name": "Rao", "email": "Asha.Rao@example.com"}),
+            ),
+            with(
+                json!({"first_name": "Rohit", "last_name": "Sharma", "budget_amount": 15000000, "budget_currency": "INR"}),
+            ),
+            with(
+                json!({"phone": "9876543210", "property_type": "3 BHK", "location": "Baner", "visit_request": true}),
+            ),
+            with(
+                json!({"company": "Infosys", "property_type": "villa", "timeline": "within 6 months", "keywords": ["home loan", "possession"]}),
+            ),
+            with(
+                json!({"property_type": "2 BHK", "location": "Wakad", "timeline": "agle mahine", "pricing_question": true, "purchase_inquiry": true}),
+            ),
+            with(
+                json!({"first_name": "Priya", "location": "Dubai", "budget_amount": 300000, "budget_currency": "USD", "visit_request": true}),
+            ),
+            with(
+                json!({"property_type": "plot", "budget_amount": 15000000, "budget_currency": "INR", "timeline": "this month", "purchase_inquiry": true}),
+            ),
+            with(
+                json!({"phone": "+91 98765 43210", "company": "Tata Motors", "visit_request": true}),
+            ),
             none.clone(),
         ]
     }
@@ -186,7 +202,11 @@ mod tests {
                 .await
                 .unwrap();
             let outcome = std::panic::catch_unwind(|| (example.expect)(&signals));
-            assert!(outcome.is_ok(), "example {:?} gave {signals:#?}", example.text);
+            assert!(
+                outcome.is_ok(),
+                "example {:?} gave {signals:#?}",
+                example.text
+            );
         }
         let requests = fake.requests();
         assert_eq!(requests.len(), EXAMPLES.len());

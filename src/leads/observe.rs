@@ -26,7 +26,8 @@ pub async fn observe(
     let signals = extract::extract(text, leads.region(), &leads.config.currency);
     match apply(leads, conversation, message, completion, &signals).await {
         Ok(Some(id)) => {
-            let wants_llm = leads.llm.is_some() && leads.config.llm_extraction && !text.trim().is_empty();
+            let wants_llm =
+                leads.llm.is_some() && leads.config.llm_extraction && !text.trim().is_empty();
             let leads = leads.clone();
             let tenant = conversation.tenant.clone();
             let text = text.to_owned();
@@ -91,10 +92,11 @@ async fn apply(
             if lead.facts.email.is_none() && facts.email.is_none() {
                 facts.email = channel_email.clone();
             }
-            if lead.facts.first_name.is_none() && facts.first_name.is_none() {
-                if let Some(name) = &display_name {
-                    facts.set_name(name);
-                }
+            if lead.facts.first_name.is_none()
+                && facts.first_name.is_none()
+                && let Some(name) = &display_name
+            {
+                facts.set_name(name);
             }
             if let Some(reason) = leads.merge_facts(lead, &facts) {
                 note.reasons.push(reason);
@@ -126,7 +128,14 @@ async fn apply(
 /// Asks the LLM for facts and merges what it found (it may find what the rules missed).
 async fn enrich_with_llm(leads: &Leads, tenant: &TenantId, id: LeadId, text: &str) {
     let Some(llm) = &leads.llm else { return };
-    let signals = match super::llm_extract::extract(llm, text, leads.region(), &leads.config.currency).await {
+    let signals = match super::llm_extract::extract(
+        llm,
+        text,
+        leads.region(),
+        &leads.config.currency,
+    )
+    .await
+    {
         Ok(signals) => signals,
         Err(err) => {
             tracing::warn!(lead.id = %id, error.kind = err.kind(), "LLM fact extraction failed; the rules' facts stand");
@@ -135,7 +144,10 @@ async fn enrich_with_llm(leads: &Leads, tenant: &TenantId, id: LeadId, text: &st
     };
     let result = leads
         .change(tenant, &Locate::Id(id), |lead| Note {
-            reasons: leads.merge_facts(lead, &signals.facts).into_iter().collect(),
+            reasons: leads
+                .merge_facts(lead, &signals.facts)
+                .into_iter()
+                .collect(),
             ..Note::default()
         })
         .await;

@@ -8,9 +8,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 /// Digits with the separators people type: `+91 98765 43210`, `(020) 2567-1234`.
-static CANDIDATE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\+?\d[\d\s\-().]{6,18}\d").expect("the phone pattern compiles")
-});
+static CANDIDATE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\+?\d[\d\s\-().]{6,18}\d").expect("the phone pattern compiles"));
 
 /// A checked phone number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +52,9 @@ pub fn find_in_text(text: &str, region: country::Id) -> Option<PhoneCheck> {
         .find_iter(text)
         .filter_map(|m| {
             let digits = m.as_str().bytes().filter(u8::is_ascii_digit).count();
-            (8..=15).contains(&digits).then(|| check(m.as_str(), region))?
+            (8..=15)
+                .contains(&digits)
+                .then(|| check(m.as_str(), region))?
         })
         .find(|c| c.valid)
 }

@@ -61,7 +61,12 @@ pub struct LeadRecord {
 
 impl LeadRecord {
     /// A lead not yet stored.
-    pub fn new(tenant: TenantId, contact_id: Option<ContactId>, source: LeadSource, now: i64) -> Self {
+    pub fn new(
+        tenant: TenantId,
+        contact_id: Option<ContactId>,
+        source: LeadSource,
+        now: i64,
+    ) -> Self {
         Self {
             id: LeadId::new(),
             tenant,

@@ -140,7 +140,11 @@ fn completeness(facts: &LeadFacts, config: &LeadsConfig) -> Factor {
         (facts.email.is_some(), c.email, "email"),
         (facts.company.is_some(), c.company, "company"),
         (facts.phone.is_some(), c.phone, "phone"),
-        (facts.property_type.is_some(), c.property_type, "property type"),
+        (
+            facts.property_type.is_some(),
+            c.property_type,
+            "property type",
+        ),
         (facts.location.is_some(), c.location, "location"),
         (!facts.keywords.is_empty(), c.keywords, "keywords"),
     ];
@@ -291,7 +295,11 @@ fn confidence(input: ScoreInput<'_>) -> f64 {
     } else {
         0.0
     };
-    let engaged = if input.engagement.replies > 0 { 1.0 } else { 0.0 };
+    let engaged = if input.engagement.replies > 0 {
+        1.0
+    } else {
+        0.0
+    };
     let known = facts_known + email_check + phone_check + engaged;
     ((known / 11.0) * 100.0).round() / 100.0
 }
@@ -308,7 +316,12 @@ mod tests {
     }
 
     fn points(score: &Score, name: &str) -> i32 {
-        score.factors.iter().find(|f| f.name == name).unwrap().points
+        score
+            .factors
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap()
+            .points
     }
 
     fn run(
@@ -409,16 +422,28 @@ mod tests {
         let facts = LeadFacts::default();
         let e = Engagement::default();
         let mut v = verified();
-        assert_eq!(points(&run(&facts, &v, LeadSource::Web, &e), "verification"), 30);
+        assert_eq!(
+            points(&run(&facts, &v, LeadSource::Web, &e), "verification"),
+            30
+        );
         v.email = Some(EmailStatus::Risky);
         v.disposable = true;
-        assert_eq!(points(&run(&facts, &v, LeadSource::Web, &e), "verification"), 15);
+        assert_eq!(
+            points(&run(&facts, &v, LeadSource::Web, &e), "verification"),
+            15
+        );
         v.phone.as_mut().unwrap().valid = false;
-        assert_eq!(points(&run(&facts, &v, LeadSource::Web, &e), "verification"), 5);
+        assert_eq!(
+            points(&run(&facts, &v, LeadSource::Web, &e), "verification"),
+            5
+        );
         v.email = Some(EmailStatus::Invalid);
         v.disposable = false;
         v.mx = Some(MxStatus::Unknown);
-        assert_eq!(points(&run(&facts, &v, LeadSource::Web, &e), "verification"), 0);
+        assert_eq!(
+            points(&run(&facts, &v, LeadSource::Web, &e), "verification"),
+            0
+        );
     }
 
     #[test]
@@ -452,7 +477,12 @@ mod tests {
             purchase_inquiries: 0,
             last_at: None,
         };
-        let s = run(&LeadFacts::default(), &Verification::default(), LeadSource::Web, &e);
+        let s = run(
+            &LeadFacts::default(),
+            &Verification::default(),
+            LeadSource::Web,
+            &e,
+        );
         assert_eq!(points(&s, "engagement"), 2 + 4);
         let busy = Engagement {
             replies: 40,
@@ -461,10 +491,24 @@ mod tests {
             purchase_inquiries: 1,
             last_at: None,
         };
-        let s = run(&LeadFacts::default(), &Verification::default(), LeadSource::Web, &busy);
-        assert_eq!(points(&s, "engagement"), 15, "capped at the engagement maximum");
+        let s = run(
+            &LeadFacts::default(),
+            &Verification::default(),
+            LeadSource::Web,
+            &busy,
+        );
+        assert_eq!(
+            points(&s, "engagement"),
+            15,
+            "capped at the engagement maximum"
+        );
         // A form lead has 20 source points: engagement gets the 15 left of the shared 35.
-        let s = run(&LeadFacts::default(), &Verification::default(), LeadSource::Form, &busy);
+        let s = run(
+            &LeadFacts::default(),
+            &Verification::default(),
+            LeadSource::Form,
+            &busy,
+        );
         assert_eq!(points(&s, "source") + points(&s, "engagement"), 35);
     }
 
@@ -486,7 +530,12 @@ mod tests {
                 last_at,
                 ..Default::default()
             };
-            let s = run(&LeadFacts::default(), &Verification::default(), LeadSource::Web, &e);
+            let s = run(
+                &LeadFacts::default(),
+                &Verification::default(),
+                LeadSource::Web,
+                &e,
+            );
             assert_eq!(points(&s, "recency"), expected, "{last_at:?}");
         }
     }
@@ -527,7 +576,13 @@ mod tests {
         let names: Vec<&str> = s.factors.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(
             names,
-            ["completeness", "verification", "source", "engagement", "recency"]
+            [
+                "completeness",
+                "verification",
+                "source",
+                "engagement",
+                "recency"
+            ]
         );
     }
 

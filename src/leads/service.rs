@@ -202,12 +202,17 @@ impl Leads {
             },
             &self.config,
         );
-        let (tier, reasons) = temperature::apply(computed.tier, &lead.engagement, &self.config, now);
+        let (tier, reasons) =
+            temperature::apply(computed.tier, &lead.engagement, &self.config, now);
         lead.score = computed.total;
         lead.tier = tier;
         lead.confidence = computed.confidence;
         lead.factors = computed.factors;
-        lead.review_at = next_review(lead.engagement.last_at, now, self.config.temperature.silence_days);
+        lead.review_at = next_review(
+            lead.engagement.last_at,
+            now,
+            self.config.temperature.silence_days,
+        );
         reasons
     }
 
@@ -315,9 +320,18 @@ mod tests {
         let last = 1_000_000;
         assert_eq!(next_review(None, last, 30), None);
         assert_eq!(next_review(Some(last), last, 30), Some(last + DAY_MS));
-        assert_eq!(next_review(Some(last), last + DAY_MS, 30), Some(last + 7 * DAY_MS));
-        assert_eq!(next_review(Some(last), last + 8 * DAY_MS, 30), Some(last + 30 * DAY_MS));
-        assert_eq!(next_review(Some(last), last + 31 * DAY_MS, 30), Some(last + 60 * DAY_MS));
+        assert_eq!(
+            next_review(Some(last), last + DAY_MS, 30),
+            Some(last + 7 * DAY_MS)
+        );
+        assert_eq!(
+            next_review(Some(last), last + 8 * DAY_MS, 30),
+            Some(last + 30 * DAY_MS)
+        );
+        assert_eq!(
+            next_review(Some(last), last + 31 * DAY_MS, 30),
+            Some(last + 60 * DAY_MS)
+        );
         assert_eq!(next_review(Some(last), last + 151 * DAY_MS, 30), None);
     }
 }

@@ -78,8 +78,14 @@ mod tests {
         let (tier, reasons) = apply(Tier::Cold, &engaged(3, 0, 0, 0), &config, NOW);
         assert_eq!(tier, Tier::Warm);
         assert_eq!(reasons, ["3 engagements moved it from cold to warm"]);
-        assert_eq!(apply(Tier::Cold, &engaged(2, 0, 0, 0), &config, NOW).0, Tier::Cold);
-        assert_eq!(apply(Tier::Low, &engaged(5, 0, 0, 0), &config, NOW).0, Tier::Low);
+        assert_eq!(
+            apply(Tier::Cold, &engaged(2, 0, 0, 0), &config, NOW).0,
+            Tier::Cold
+        );
+        assert_eq!(
+            apply(Tier::Low, &engaged(5, 0, 0, 0), &config, NOW).0,
+            Tier::Low
+        );
     }
 
     #[test]
@@ -96,10 +102,19 @@ mod tests {
     #[test]
     fn thirty_silent_days_move_down_one_tier_per_period() {
         let config = LeadsConfig::default();
-        assert_eq!(apply(Tier::Warm, &engaged(1, 0, 0, 29), &config, NOW).0, Tier::Warm);
+        assert_eq!(
+            apply(Tier::Warm, &engaged(1, 0, 0, 29), &config, NOW).0,
+            Tier::Warm
+        );
         let (tier, reasons) = apply(Tier::Warm, &engaged(1, 0, 0, 30), &config, NOW);
         assert_eq!(tier, Tier::Cold);
-        assert_eq!(reasons, ["30 days without engagement moved it from warm to cold"]);
-        assert_eq!(apply(Tier::Hot, &engaged(1, 1, 0, 61), &config, NOW).0, Tier::Cold);
+        assert_eq!(
+            reasons,
+            ["30 days without engagement moved it from warm to cold"]
+        );
+        assert_eq!(
+            apply(Tier::Hot, &engaged(1, 1, 0, 61), &config, NOW).0,
+            Tier::Cold
+        );
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::phone::{self, PhoneCheck};
+use super::phone::PhoneCheck;
 
 static DISPOSABLE: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
     include_str!("disposable_domains.txt")
@@ -169,32 +169,6 @@ pub async fn check_email(address: &str, resolver: &MxResolver) -> (EmailStatus, 
     (status, mx, disposable)
 }
 
-/// Brings `verification` up to date with the facts: an email not yet checked is checked (MX
-/// lookup included), the phone is checked. Returns whether anything changed.
-pub async fn refresh(
-    verification: &mut Verification,
-    email: Option<&str>,
-    phone_e164: Option<&str>,
-    resolver: &MxResolver,
-) -> bool {
-    let before = verification.clone();
-    if let Some(email) = email {
-        if verification.email_checked.as_deref() != Some(email) {
-            let (status, mx, disposable) = check_email(email, resolver).await;
-            verification.email_checked = Some(email.to_owned());
-            verification.email = Some(status);
-            verification.mx = Some(mx);
-            verification.disposable = disposable;
-        }
-    }
-    if let Some(number) = phone_e164 {
-        if verification.phone.as_ref().map(|p| p.e164.as_str()) != Some(number) {
-            verification.phone = phone::check(number, phonenumber::country::Id::IN);
-        }
-    }
-    *verification != before
-}
-
 /// Whether the email needs a (possibly slow) MX lookup before `refresh` is complete.
 pub fn needs_email_check(verification: &Verification, email: Option<&str>) -> bool {
     email.is_some() && verification.email_checked.as_deref() != email
@@ -215,7 +189,10 @@ mod tests {
     #[tokio::test]
     async fn a_domain_with_mx_records_verifies_the_email() {
         let (status, mx, disposable) = check_email("asha@example.com", &resolver()).await;
-        assert_eq!((status, mx, disposable), (EmailStatus::Verified, MxStatus::Found, false));
+        assert_eq!(
+            (status, mx, disposable),
+            (EmailStatus::Verified, MxStatus::Found, false)
+        );
     }
 
     #[tokio::test]
@@ -247,7 +224,11 @@ mod tests {
     #[tokio::test]
     async fn bad_syntax_is_invalid() {
         for bad in ["not-an-email", "a@b", "@example.com"] {
-            assert_eq!(check_email(bad, &resolver()).await.0, EmailStatus::Invalid, "{bad}");
+            assert_eq!(
+                check_email(bad, &resolver()).await.0,
+                EmailStatus::Invalid,
+                "{bad}"
+            );
         }
     }
 
@@ -260,10 +241,8 @@ mod tests {
             vec![],
             vec![NameServerConfig::udp("127.0.0.1".parse().unwrap())],
         );
-        let mut builder = hickory_resolver::TokioResolver::builder_with_config(
-            config,
-            Default::default(),
-        );
+        let mut builder =
+            hickory_resolver::TokioResolver::builder_with_config(config, Default::default());
         builder.options_mut().timeout = Duration::from_millis(200);
         builder.options_mut().attempts = 1;
         let resolver = MxResolver::Dns {

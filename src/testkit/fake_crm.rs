@@ -86,7 +86,10 @@ impl FakeCrm {
         let addr = listener.local_addr()?;
         let shared: Shared = Arc::default();
         let app = Router::new()
-            .route("/crm/v3/objects/contacts/batch/upsert", post(hubspot_upsert))
+            .route(
+                "/crm/v3/objects/contacts/batch/upsert",
+                post(hubspot_upsert),
+            )
             .route("/crm/v3/objects/tasks", post(hubspot_task))
             .route("/api/contacts/new", post(mautic_new))
             .route("/api/contacts/{id}/edit", patch(mautic_edit))
@@ -170,6 +173,7 @@ impl FakeCrm {
 }
 
 /// Records the request; answers the scripted failure if any.
+#[allow(clippy::result_large_err)] // the error is the answer itself, built once per request
 fn arrive(
     shared: &Shared,
     service: Service,
@@ -211,7 +215,9 @@ fn arrive(
     if let Some(failure) = failure {
         let mut response = (
             StatusCode::from_u16(failure.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
-            axum::Json(json!({"status": "error", "message": "scripted failure", "category": "SCRIPTED"})),
+            axum::Json(
+                json!({"status": "error", "message": "scripted failure", "category": "SCRIPTED"}),
+            ),
         )
             .into_response();
         if let Some(secs) = failure.retry_after {
@@ -234,8 +240,12 @@ fn arrive(
     };
     if !authorized {
         let body = match service {
-            Service::Hubspot => json!({"status": "error", "message": "Authentication credentials not found.", "category": "INVALID_AUTHENTICATION"}),
-            _ => json!({"errors": [{"code": 401, "message": "API authorization denied.", "type": "access_denied"}]}),
+            Service::Hubspot => {
+                json!({"status": "error", "message": "Authentication credentials not found.", "category": "INVALID_AUTHENTICATION"})
+            }
+            _ => {
+                json!({"errors": [{"code": 401, "message": "API authorization denied.", "type": "access_denied"}]})
+            }
         };
         return Err((StatusCode::UNAUTHORIZED, axum::Json(body)).into_response());
     }
@@ -291,7 +301,9 @@ async fn hubspot_upsert(
         }
         let mut properties = input["properties"].clone();
         properties["email"] = json!(email);
-        results.push(json!({"id": inner.hubspot_ids[&email], "properties": properties, "new": is_new}));
+        results.push(
+            json!({"id": inner.hubspot_ids[&email], "properties": properties, "new": is_new}),
+        );
     }
     drop(inner);
     accept(&shared, index);
@@ -315,7 +327,11 @@ async fn hubspot_task(
         inner.next_id += 1;
         (9000 + inner.next_id).to_string()
     };
-    (StatusCode::CREATED, axum::Json(json!({"id": id, "properties": {}}))).into_response()
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({"id": id, "properties": {}})),
+    )
+        .into_response()
 }
 
 async fn mautic_new(
@@ -338,7 +354,11 @@ async fn mautic_new(
         id
     };
     accept(&shared, index);
-    (StatusCode::CREATED, axum::Json(json!({"contact": {"id": id, "fields": {"all": fields}}}))).into_response()
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({"contact": {"id": id, "fields": {"all": fields}}})),
+    )
+        .into_response()
 }
 
 async fn mautic_edit(
@@ -356,7 +376,13 @@ async fn mautic_edit(
     let fields: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
     let mut inner = lock(&shared);
     let Some(contact) = inner.mautic_contacts.get_mut(&id) else {
-        return (StatusCode::NOT_FOUND, axum::Json(json!({"errors": [{"code": 404, "message": "Item was not found.", "type": null}]}))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(
+                json!({"errors": [{"code": 404, "message": "Item was not found.", "type": null}]}),
+            ),
+        )
+            .into_response();
     };
     for (k, v) in fields.as_object().into_iter().flatten() {
         contact[k] = v.clone();
@@ -381,7 +407,13 @@ async fn mautic_dnc(
     };
     let mut inner = lock(&shared);
     if !inner.mautic_contacts.contains_key(&id) {
-        return (StatusCode::NOT_FOUND, axum::Json(json!({"errors": [{"code": 404, "message": "Item was not found.", "type": null}]}))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(
+                json!({"errors": [{"code": 404, "message": "Item was not found.", "type": null}]}),
+            ),
+        )
+            .into_response();
     }
     inner.mautic_dnc.push((id, channel));
     drop(inner);

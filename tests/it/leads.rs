@@ -169,7 +169,12 @@ async fn put_lead(app: &LeadsApp, facts: &LeadFacts) -> parley::leads::LeadRecor
     app.state
         .leads
         .change(&tenant(), &locate, |lead| Note {
-            reasons: app.state.leads.merge_facts(lead, facts).into_iter().collect(),
+            reasons: app
+                .state
+                .leads
+                .merge_facts(lead, facts)
+                .into_iter()
+                .collect(),
             ..Note::default()
         })
         .await
@@ -195,7 +200,11 @@ async fn a_change_saves_history_and_jobs_and_a_stale_version_is_refused(app: Lea
     let history = app.state.store.lead_history(lead.id).await.unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].from_tier, None);
-    assert!(history[0].reason.contains("learned"), "{}", history[0].reason);
+    assert!(
+        history[0].reason.contains("learned"),
+        "{}",
+        history[0].reason
+    );
     // One upsert per adapter that takes it: HubSpot, Mautic, webhook (Slack takes alerts only).
     assert_eq!(app.state.store.crm_pending_count().await.unwrap(), 3);
 
@@ -231,9 +240,11 @@ async fn leads_list_by_tier_and_score_and_dedupe_by_email_or_phone(app: LeadsApp
     with_phone.phone = Some("+919876543210".into());
     let b = put_lead(&app, &with_phone).await;
     // Same phone, new email: the same lead.
-    let mut same_phone = LeadFacts::default();
-    same_phone.phone = Some("+919876543210".into());
-    same_phone.location = Some("Baner".into());
+    let same_phone = LeadFacts {
+        phone: Some("+919876543210".into()),
+        location: Some("Baner".into()),
+        ..Default::default()
+    };
     let b2 = put_lead(&app, &same_phone).await;
     assert_eq!(b2.id, b.id);
     assert!(b2.score > a.score);
@@ -287,7 +298,14 @@ async fn a_crm_outage_loses_nothing_and_delivers_each_change_once_in_order(app: 
     assert!(app.crm.requests().len() >= 8);
     assert!(app.crm.requests().iter().all(|r| !r.accepted));
     assert_eq!(app.state.store.crm_pending_count().await.unwrap(), 27);
-    assert!(app.state.store.crm_dead_letters(None, 10).await.unwrap().is_empty());
+    assert!(
+        app.state
+            .store
+            .crm_dead_letters(None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     app.crm.set_down(None);
     deliver_all(&app, 10).await;
@@ -344,13 +362,22 @@ async fn a_429_waits_for_its_retry_after(app: LeadsApp) {
     app.crm.fail_next(429, Some(120));
     deliver_due(&app.state.crm).await.unwrap();
     let first_round = app.crm.requests().len();
-    let refused: Vec<_> = app.crm.requests().into_iter().filter(|r| !r.accepted).collect();
+    let refused: Vec<_> = app
+        .crm
+        .requests()
+        .into_iter()
+        .filter(|r| !r.accepted)
+        .collect();
     assert_eq!(refused.len(), 1);
     let service = refused[0].service;
     // Backoff alone would retry after about a second; Retry-After says 120 s.
     app.clock.advance_ms(60_000);
     deliver_due(&app.state.crm).await.unwrap();
-    assert_eq!(app.crm.requests().len(), first_round, "not retried before Retry-After");
+    assert_eq!(
+        app.crm.requests().len(),
+        first_round,
+        "not retried before Retry-After"
+    );
     app.clock.advance_ms(61_000);
     deliver_due(&app.state.crm).await.unwrap();
     assert_eq!(app.crm.accepted(service).len(), 1);
@@ -371,7 +398,11 @@ async fn a_refused_record_in_a_batch_is_the_only_one_dead_lettered_and_can_be_re
         .iter()
         .find(|r| r.service == Service::Hubspot)
         .unwrap();
-    assert_eq!(batch.body["inputs"].as_array().unwrap().len(), 3, "one batch first");
+    assert_eq!(
+        batch.body["inputs"].as_array().unwrap().len(),
+        3,
+        "one batch first"
+    );
     assert!(!batch.accepted);
     let upserted: Vec<String> = app
         .crm
@@ -388,7 +419,18 @@ async fn a_refused_record_in_a_batch_is_the_only_one_dead_lettered_and_can_be_re
     assert!(dead[0].last_error.as_deref().unwrap().contains("400"));
     // Mautic and the webhook took all three.
     assert_eq!(app.crm.mautic_contacts().len(), 3);
-    assert!(app.state.store.crm_mapping(&tenant(), &good1.id.to_string(), parley::crm::AdapterKind::Hubspot).await.unwrap().is_some());
+    assert!(
+        app.state
+            .store
+            .crm_mapping(
+                &tenant(),
+                &good1.id.to_string(),
+                parley::crm::AdapterKind::Hubspot
+            )
+            .await
+            .unwrap()
+            .is_some()
+    );
     let _ = good2;
 
     // Over HTTP: the dead letter is listed, replayed, and (the CRM fixed) delivered.
@@ -405,7 +447,10 @@ async fn a_refused_record_in_a_batch_is_the_only_one_dead_lettered_and_can_be_re
     assert_eq!(listed["dead_letters"][0]["id"], dead[0].id.as_str());
     let response = app
         .http
-        .post(format!("{}/api/v1/crm/dead-letters/{}/retry", app.base, dead[0].id))
+        .post(format!(
+            "{}/api/v1/crm/dead-letters/{}/retry",
+            app.base, dead[0].id
+        ))
         .bearer_auth(ADMIN)
         .send()
         .await
@@ -413,7 +458,10 @@ async fn a_refused_record_in_a_batch_is_the_only_one_dead_lettered_and_can_be_re
     assert_eq!(response.status(), 202);
     let again = app
         .http
-        .post(format!("{}/api/v1/crm/dead-letters/{}/retry", app.base, dead[0].id))
+        .post(format!(
+            "{}/api/v1/crm/dead-letters/{}/retry",
+            app.base, dead[0].id
+        ))
         .bearer_auth(ADMIN)
         .send()
         .await
@@ -428,7 +476,15 @@ async fn a_refused_record_in_a_batch_is_the_only_one_dead_lettered_and_can_be_re
     assert_eq!(unauthenticated.status(), 401);
     deliver_all(&app, 5).await;
     // Still refused (the email is still rejected): dead again, not lost.
-    assert_eq!(app.state.store.crm_dead_letters(None, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        app.state
+            .store
+            .crm_dead_letters(None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 async fn an_opt_out_reaches_mautic_do_not_contact(app: LeadsApp) {
@@ -468,10 +524,19 @@ async fn an_opt_out_reaches_mautic_do_not_contact(app: LeadsApp) {
     assert!(dnc.authorization.unwrap().starts_with("Basic "));
     let events = webhook_events(&app.crm);
     assert_eq!(
-        events.iter().filter(|e| e["type"] == "lead.opted_out").count(),
+        events
+            .iter()
+            .filter(|e| e["type"] == "lead.opted_out")
+            .count(),
         1
     );
-    let lead = app.state.store.lead_by_contact(contact).await.unwrap().unwrap();
+    let lead = app
+        .state
+        .store
+        .lead_by_contact(contact)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(lead.opted_out);
     let history = app.state.store.lead_history(lead.id).await.unwrap();
     assert_eq!(history.last().unwrap().reason, "opted out on whatsapp");
@@ -501,11 +566,22 @@ async fn a_hot_lead_alerts_sales_once_per_change(app: LeadsApp) {
             .unwrap();
     }
     deliver_all(&app, 3).await;
-    let lead = app.state.store.lead_by_contact(contact).await.unwrap().unwrap();
+    let lead = app
+        .state
+        .store
+        .lead_by_contact(contact)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(lead.tier, Tier::Hot);
     let slack = app.crm.accepted(Service::Slack);
     assert_eq!(slack.len(), 1, "one alert: the lead turned hot once");
-    assert!(slack[0].body["text"].as_str().unwrap().contains("Hot lead: Asha Rao"));
+    assert!(
+        slack[0].body["text"]
+            .as_str()
+            .unwrap()
+            .contains("Hot lead: Asha Rao")
+    );
     let tasks: Vec<_> = app
         .crm
         .accepted(Service::Hubspot)
@@ -516,11 +592,18 @@ async fn a_hot_lead_alerts_sales_once_per_change(app: LeadsApp) {
     let contact_id = app
         .state
         .store
-        .crm_mapping(&tenant(), &lead.id.to_string(), parley::crm::AdapterKind::Hubspot)
+        .crm_mapping(
+            &tenant(),
+            &lead.id.to_string(),
+            parley::crm::AdapterKind::Hubspot,
+        )
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(tasks[0].body["associations"][0]["to"]["id"], contact_id.as_str());
+    assert_eq!(
+        tasks[0].body["associations"][0]["to"]["id"],
+        contact_id.as_str()
+    );
     assert_eq!(tasks[0].body["properties"]["hs_task_priority"], "HIGH");
     let hot_events = webhook_events(&app.crm)
         .into_iter()
@@ -535,13 +618,17 @@ async fn a_hot_lead_alerts_sales_once_per_change(app: LeadsApp) {
     let expected = parley::crm::webhook::sign(
         &key,
         &request.webhook_headers["webhook-id"],
-        request.webhook_headers["webhook-timestamp"].parse().unwrap(),
+        request.webhook_headers["webhook-timestamp"]
+            .parse()
+            .unwrap(),
         request.raw_body.as_bytes(),
     );
     assert_eq!(request.webhook_headers["webhook-signature"], expected);
     let history = app.state.store.lead_history(lead.id).await.unwrap();
     assert!(
-        history.iter().any(|h| h.to_tier == Tier::Hot && h.reason.contains("meeting request")),
+        history
+            .iter()
+            .any(|h| h.to_tier == Tier::Hot && h.reason.contains("meeting request")),
         "{history:?}"
     );
 }
@@ -612,15 +699,38 @@ async fn messages_fill_the_lead_card_and_the_api_explains_the_score(app: LeadsAp
     let factors = lead["factors"].as_array().unwrap();
     let sum: i64 = factors.iter().map(|f| f["points"].as_i64().unwrap()).sum();
     assert_eq!(sum, lead["score"].as_i64().unwrap());
-    let names: Vec<&str> = factors.iter().map(|f| f["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["completeness", "verification", "source", "engagement", "recency"]);
-    assert!(factors.iter().all(|f| f["detail"].as_str().is_some_and(|d| !d.is_empty())));
+    let names: Vec<&str> = factors
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "completeness",
+            "verification",
+            "source",
+            "engagement",
+            "recency"
+        ]
+    );
+    assert!(
+        factors
+            .iter()
+            .all(|f| f["detail"].as_str().is_some_and(|d| !d.is_empty()))
+    );
     // 3 engagements: at least warm.
-    assert!(["warm", "hot"].contains(&lead["tier"].as_str().unwrap()), "{lead:#}");
+    assert!(
+        ["warm", "hot"].contains(&lead["tier"].as_str().unwrap()),
+        "{lead:#}"
+    );
 
     let one: Value = app
         .http
-        .get(format!("{}/api/v1/leads/{}", app.base, lead["id"].as_str().unwrap()))
+        .get(format!(
+            "{}/api/v1/leads/{}",
+            app.base,
+            lead["id"].as_str().unwrap()
+        ))
         .bearer_auth(ADMIN)
         .send()
         .await
@@ -630,7 +740,11 @@ async fn messages_fill_the_lead_card_and_the_api_explains_the_score(app: LeadsAp
         .unwrap();
     let history = one["history"].as_array().unwrap();
     assert!(history.len() >= 3, "{one:#}");
-    assert!(history.iter().all(|h| !h["reason"].as_str().unwrap().is_empty()));
+    assert!(
+        history
+            .iter()
+            .all(|h| !h["reason"].as_str().unwrap().is_empty())
+    );
 
     // The tier filter and bad parameters.
     let filtered: Value = app
@@ -666,10 +780,18 @@ async fn messages_fill_the_lead_card_and_the_api_explains_the_score(app: LeadsAp
         .await
         .unwrap()
         .unwrap();
-    assert!(after.tier < Tier::parse(&before).unwrap(), "{:?} after {before}", after.tier);
+    assert!(
+        after.tier < Tier::parse(&before).unwrap(),
+        "{:?} after {before}",
+        after.tier
+    );
     let history = app.state.store.lead_history(after.id).await.unwrap();
     assert!(
-        history.last().unwrap().reason.contains("days without engagement"),
+        history
+            .last()
+            .unwrap()
+            .reason
+            .contains("days without engagement"),
         "{history:?}"
     );
 }
@@ -719,7 +841,12 @@ async fn a_csv_import_reports_row_errors_and_merges_duplicates(app: LeadsApp) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["row"].as_u64().unwrap(), e["reason"].as_str().unwrap().to_owned()))
+        .map(|e| {
+            (
+                e["row"].as_u64().unwrap(),
+                e["reason"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     assert_eq!(errors.len(), 3, "{errors:?}");
     assert_eq!(errors[0], (3, "email is not a valid address".to_owned()));
@@ -776,12 +903,19 @@ async fn a_click_to_whatsapp_ad_lead_has_its_source_phone_and_name(app: LeadsApp
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let conversation = parley::domain::ConversationId::derive(&tenant(), Channel::Whatsapp, "16505551234");
+    let conversation =
+        parley::domain::ConversationId::derive(&tenant(), Channel::Whatsapp, "16505551234");
     parley::pipeline::worker::process_conversation(&app.state, conversation)
         .await
         .unwrap();
     let contact = ContactId::derive(&tenant(), Channel::Whatsapp, "16505551234");
-    let lead = app.state.store.lead_by_contact(contact).await.unwrap().unwrap();
+    let lead = app
+        .state
+        .store
+        .lead_by_contact(contact)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(lead.source, LeadSource::ReferralAd);
     assert_eq!(lead.facts.phone.as_deref(), Some("+16505551234"));
     assert_eq!(lead.facts.full_name().as_deref(), Some("Sheena Nelson"));
