@@ -70,7 +70,7 @@ pub async fn extract(
     currency: &str,
 ) -> Result<MessageSignals, LlmError> {
     let content = llm
-        .complete_json(SYSTEM_PROMPT, text, SCHEMA_NAME, schema())
+        .complete_json(SYSTEM_PROMPT, text, SCHEMA_NAME, None, schema())
         .await?;
     parse(&content, region, currency)
 }
@@ -81,14 +81,7 @@ pub fn parse(
     region: phonenumber::country::Id,
     currency: &str,
 ) -> Result<MessageSignals, LlmError> {
-    let body = content.trim();
-    let body = body
-        .strip_prefix("```json")
-        .or_else(|| body.strip_prefix("```"))
-        .and_then(|b| b.strip_suffix("```"))
-        .unwrap_or(body)
-        .trim();
-    let answer: Answer = serde_json::from_str(body)
+    let answer: Answer = serde_json::from_str(crate::llm::openai::strip_code_fence(content))
         .map_err(|_| LlmError::Malformed("the answer is not the lead-facts object"))?;
     let clean = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
     let mut keywords: Vec<String> = Vec::new();

@@ -48,6 +48,11 @@ enum Db {
 }
 
 async fn start(db: Db) -> Option<LeadsApp> {
+    start_with(db, false).await
+}
+
+/// With `background_tasks`, the pipeline workers and the CRM worker run as in production.
+async fn start_with(db: Db, background_tasks: bool) -> Option<LeadsApp> {
     let dir = tempfile::tempdir().unwrap();
     let crm = FakeCrm::start().await.unwrap();
     let toml = dir.path().join("parley.toml");
@@ -80,7 +85,7 @@ async fn start(db: Db) -> Option<LeadsApp> {
     let clock = ManualClock::new(START_MS);
     let mut options = BuildOptions {
         clock: Arc::new(clock.clone()),
-        background_tasks: false,
+        background_tasks,
         mx_resolver: Some(MxResolver::fixed([
             ("example.com", MxStatus::Found),
             ("mailinator.com", MxStatus::Found),
@@ -143,6 +148,7 @@ both_backends!(
     messages_fill_the_lead_card_and_the_api_explains_the_score,
     a_csv_import_reports_row_errors_and_merges_duplicates,
     a_click_to_whatsapp_ad_lead_has_its_source_phone_and_name,
+    hubspot_batches_hold_at_most_100_inputs,
 );
 
 fn tenant() -> TenantId {
@@ -180,6 +186,25 @@ async fn put_lead(app: &LeadsApp, facts: &LeadFacts) -> parley::leads::LeadRecor
         .await
         .unwrap()
         .unwrap()
+}
+
+impl LeadsApp {
+    /// GET with the admin token; the JSON body.
+    async fn get(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response.json().await.unwrap()
+    }
 }
 
 /// Delivers until nothing is due, moving the clock past any retry delay (up to `rounds`).
@@ -321,6 +346,15 @@ async fn a_crm_outage_loses_nothing_and_delivers_each_change_once_in_order(app: 
         .map(|r| r.webhook_headers["webhook-id"].clone())
         .collect();
     assert_eq!(ids.len(), 9);
+    // A redelivery carries the same webhook-id, so a receiver can drop the duplicate.
+    let refused_ids: std::collections::HashSet<String> = app
+        .crm
+        .requests()
+        .iter()
+        .filter(|r| r.service == Service::Webhook && !r.accepted)
+        .map(|r| r.webhook_headers["webhook-id"].clone())
+        .collect();
+    assert!(!refused_ids.is_empty() && refused_ids.is_subset(&ids));
     for i in 0..3 {
         let email = format!("lead{i}@example.com");
         let seen: Vec<&str> = events
@@ -434,16 +468,7 @@ async fn a_refused_record_in_a_batch_is_the_only_one_dead_lettered_and_can_be_re
     let _ = good2;
 
     // Over HTTP: the dead letter is listed, replayed, and (the CRM fixed) delivered.
-    let listed: Value = app
-        .http
-        .get(format!("{}/api/v1/crm/dead-letters", app.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.get("/api/v1/crm/dead-letters").await;
     assert_eq!(listed["dead_letters"][0]["id"], dead[0].id.as_str());
     let response = app
         .http
@@ -670,16 +695,7 @@ async fn messages_fill_the_lead_card_and_the_api_explains_the_score(app: LeadsAp
     // The email check runs off the message's path.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let lead = loop {
-        let leads: Value = app
-            .http
-            .get(format!("{}/api/v1/leads?sort=score", app.base))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let leads = app.get("/api/v1/leads?sort=score").await;
         let lead = leads["leads"][0].clone();
         if lead["verification"]["email"] == "verified" || tokio::time::Instant::now() > deadline {
             break lead;
@@ -747,16 +763,7 @@ async fn messages_fill_the_lead_card_and_the_api_explains_the_score(app: LeadsAp
     );
 
     // The tier filter and bad parameters.
-    let filtered: Value = app
-        .http
-        .get(format!("{}/api/v1/leads?tier=invalid", app.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let filtered: Value = app.get("/api/v1/leads?tier=invalid").await;
     assert_eq!(filtered["leads"].as_array().unwrap().len(), 0);
     let bad = app
         .http
@@ -818,16 +825,7 @@ async fn a_csv_import_reports_row_errors_and_merges_duplicates(app: LeadsApp) {
     let job_id = job["job_id"].as_str().unwrap().to_owned();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     let status = loop {
-        let status: Value = app
-            .http
-            .get(format!("{}/api/v1/leads/import/{job_id}", app.base))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status: Value = app.get(&format!("/api/v1/leads/import/{job_id}")).await;
         if status["status"] != "running" || tokio::time::Instant::now() > deadline {
             break status;
         }
@@ -922,4 +920,96 @@ async fn a_click_to_whatsapp_ad_lead_has_its_source_phone_and_name(app: LeadsApp
     let source = lead.factors.iter().find(|f| f.name == "source").unwrap();
     assert_eq!(source.points, 15);
     assert_eq!(lead.engagement.replies, 1);
+}
+
+async fn hubspot_batches_hold_at_most_100_inputs(app: LeadsApp) {
+    for i in 0..130 {
+        put_lead(&app, &facts(&format!("bulk{i}@example.com"), "Bulk")).await;
+    }
+    deliver_all(&app, 5).await;
+    let batches = app.crm.accepted(Service::Hubspot);
+    let sizes: Vec<usize> = batches
+        .iter()
+        .map(|r| r.body["inputs"].as_array().unwrap().len())
+        .collect();
+    assert!(sizes.iter().all(|n| *n <= 100), "{sizes:?}");
+    assert!(sizes.contains(&100), "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), 130);
+    assert!(
+        batches
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some("Bearer pat-test"))
+    );
+}
+
+async fn the_demo_chat_reaches_every_crm_once_per_change(db: Db) {
+    let Some(app) = start_with(db, true).await else {
+        return;
+    };
+    for text in [
+        "Hi, my name is Asha Rao, asha.rao@example.com",
+        "I want to book a 3 BHK in Baner, can we do a site visit on Saturday?",
+    ] {
+        let response = app
+            .http
+            .post(format!("{}/api/v1/web/messages", app.base))
+            .json(&serde_json::json!({"tenant": "default", "visitor_id": "visitor-demo", "text": text}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+    }
+    // The pipeline workers and the CRM worker run on their own; wait for the hot alert.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while app.crm.accepted(Service::Slack).is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no hot-lead alert: {:#?}",
+            app.crm.requests()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    while app.state.store.crm_pending_count().await.unwrap() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "CRM jobs left pending"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let leads = app.get("/api/v1/leads?tier=hot").await;
+    assert_eq!(leads["leads"].as_array().unwrap().len(), 1, "{leads:#}");
+    assert_eq!(app.crm.accepted(Service::Slack).len(), 1);
+    let events = webhook_events(&app.crm);
+    assert_eq!(events.iter().filter(|e| e["type"] == "lead.hot").count(), 1);
+    let ids: std::collections::HashSet<String> = app
+        .crm
+        .accepted(Service::Webhook)
+        .iter()
+        .map(|r| r.webhook_headers["webhook-id"].clone())
+        .collect();
+    assert_eq!(ids.len(), events.len(), "each change once");
+    let upserted: Vec<String> = app
+        .crm
+        .accepted(Service::Hubspot)
+        .iter()
+        .flat_map(|r| r.body["inputs"].as_array().cloned().unwrap_or_default())
+        .filter_map(|i| i["id"].as_str().map(str::to_owned))
+        .collect();
+    assert!(upserted.iter().all(|e| e == "asha.rao@example.com") && !upserted.is_empty());
+    let contacts = app.crm.mautic_contacts();
+    assert_eq!(contacts.len(), 1);
+    assert_eq!(
+        contacts.values().next().unwrap()["email"],
+        "asha.rao@example.com"
+    );
+}
+
+#[tokio::test]
+async fn the_demo_chat_reaches_every_crm_once_per_change_on_sqlite() {
+    the_demo_chat_reaches_every_crm_once_per_change(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn the_demo_chat_reaches_every_crm_once_per_change_on_postgres() {
+    the_demo_chat_reaches_every_crm_once_per_change(Db::Postgres).await;
 }
