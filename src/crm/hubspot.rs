@@ -45,26 +45,27 @@ pub async fn upsert(
     settings: &HubSpotSettings,
     leads: &[(Uuid, LeadSnapshot)],
 ) -> Vec<(Uuid, Outcome)> {
-    let outcomes = upsert_once(http, settings, leads).await;
-    let refused_whole_batch = leads.len() > 1
-        && outcomes
-            .iter()
-            .all(|(_, o)| matches!(o, Outcome::Dead { .. }));
-    if !refused_whole_batch {
+    let (status, outcomes) = upsert_once(http, settings, leads).await;
+    if !(leads.len() > 1 && status == Some(StatusCode::BAD_REQUEST)) {
         return outcomes;
     }
     let mut singles = Vec::with_capacity(leads.len());
     for lead in leads {
-        singles.extend(upsert_once(http, settings, std::slice::from_ref(lead)).await);
+        singles.extend(
+            upsert_once(http, settings, std::slice::from_ref(lead))
+                .await
+                .1,
+        );
     }
     singles
 }
 
+/// One call; the HTTP status (`None` without an answer) and each input's outcome.
 async fn upsert_once(
     http: &reqwest::Client,
     settings: &HubSpotSettings,
     leads: &[(Uuid, LeadSnapshot)],
-) -> Vec<(Uuid, Outcome)> {
+) -> (Option<StatusCode>, Vec<(Uuid, Outcome)>) {
     let inputs: Vec<Value> = leads
         .iter()
         .map(|(_, lead)| {
@@ -75,7 +76,9 @@ async fn upsert_once(
             })
         })
         .collect();
-    let all = |outcome: Outcome| leads.iter().map(|(id, _)| (*id, outcome.clone())).collect();
+    let all = |outcome: Outcome| -> Vec<(Uuid, Outcome)> {
+        leads.iter().map(|(id, _)| (*id, outcome.clone())).collect()
+    };
     let response = match http
         .post(format!(
             "{}/crm/v3/objects/contacts/batch/upsert",
@@ -87,19 +90,17 @@ async fn upsert_once(
         .await
     {
         Ok(response) => response,
-        Err(err) => return all(Outcome::unreachable("HubSpot", &err)),
+        Err(err) => return (None, all(Outcome::unreachable("HubSpot", &err))),
     };
     let status = response.status();
     let headers = response.headers().clone();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if !(status.is_success() || status == StatusCode::MULTI_STATUS) {
-        let detail = body
-            .get("category")
-            .or_else(|| body.get("message"))
-            .and_then(Value::as_str)
-            .map(short)
-            .unwrap_or_default();
-        return all(Outcome::from_status("HubSpot", status, &headers, &detail));
+        let detail = body["category"].as_str().map(short).unwrap_or_default();
+        return (
+            Some(status),
+            all(Outcome::from_status("HubSpot", status, &headers, &detail)),
+        );
     }
     // Results name each contact by its email property; errors name the inputs they refused.
     let mut ids: HashMap<String, String> = HashMap::new();
@@ -113,9 +114,10 @@ async fn upsert_once(
     }
     let mut refused: HashMap<String, String> = HashMap::new();
     for error in body["errors"].as_array().into_iter().flatten() {
-        let message = error["message"]
+        // The category, not the message: HubSpot's messages quote the refused values.
+        let message = error["category"]
             .as_str()
-            .or_else(|| error["category"].as_str())
+            .or_else(|| body["category"].as_str())
             .map(short)
             .unwrap_or_else(|| "refused".to_owned());
         for id in error["context"]["ids"].as_array().into_iter().flatten() {
@@ -124,7 +126,7 @@ async fn upsert_once(
             }
         }
     }
-    leads
+    let outcomes = leads
         .iter()
         .map(|(job, lead)| {
             let email = lead.email.clone().unwrap_or_default().to_lowercase();
@@ -146,7 +148,8 @@ async fn upsert_once(
             };
             (*job, outcome)
         })
-        .collect()
+        .collect();
+    (Some(status), outcomes)
 }
 
 /// A high-priority call task for sales, associated with the HubSpot contact.

@@ -53,7 +53,8 @@ async fn answer(service_call: Result<reqwest::Response, reqwest::Error>) -> Resu
             let status = response.status();
             let headers = response.headers().clone();
             let body: Value = response.json().await.unwrap_or(Value::Null);
-            let detail = body["errors"][0]["message"]
+            // The error type, not the message: messages may quote the refused values.
+            let detail = body["errors"][0]["type"]
                 .as_str()
                 .map(short)
                 .unwrap_or_default();

@@ -129,8 +129,9 @@ impl MxResolver {
                     Ok(Err(err)) if err.is_nx_domain() || err.is_no_records_found() => {
                         MxStatus::None
                     }
-                    Ok(Err(err)) => {
-                        tracing::debug!(error = %err, "MX lookup failed");
+                    Ok(Err(_)) => {
+                        // The error names the domain (personal data): not logged.
+                        tracing::debug!("MX lookup failed");
                         MxStatus::Unknown
                     }
                     Err(_) => MxStatus::Unknown,

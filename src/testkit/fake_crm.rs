@@ -286,7 +286,7 @@ async fn hubspot_upsert(
                 "status": "error",
                 "message": "Property values were not valid",
                 "category": "VALIDATION_ERROR",
-                "errors": [{"message": "Email address is invalid", "context": {"ids": [bad]}}]
+                "errors": [{"message": "Email address is invalid", "category": "VALIDATION_ERROR", "context": {"ids": [bad]}}]
             })),
         )
             .into_response();
