@@ -60,6 +60,8 @@ struct Inner {
     down: Option<u16>,
     next: VecDeque<Failure>,
     rejected_emails: HashSet<String>,
+    /// Refuse rejected emails record by record (207) instead of the whole batch (400).
+    multi_status: bool,
     hubspot_ids: BTreeMap<String, String>,
     mautic_contacts: BTreeMap<u64, Value>,
     mautic_dnc: Vec<(u64, String)>,
@@ -159,6 +161,12 @@ impl FakeCrm {
         lock(&self.shared)
             .rejected_emails
             .insert(email.to_lowercase());
+    }
+
+    /// HubSpot answers a batch with rejected emails 207 (multi-status: the others are
+    /// upserted, the rejected ones listed in `errors`) instead of a 400 for the whole batch.
+    pub fn use_multi_status(&self) {
+        lock(&self.shared).multi_status = true;
     }
 
     /// Mautic's contacts by id (fields as last written).
@@ -279,7 +287,12 @@ async fn hubspot_upsert(
         .iter()
         .map(|i| i["id"].as_str().unwrap_or("").to_lowercase())
         .collect();
-    if let Some(bad) = emails.iter().find(|e| inner.rejected_emails.contains(*e)) {
+    let multi_status = inner.multi_status;
+    if let Some(bad) = emails
+        .iter()
+        .find(|e| inner.rejected_emails.contains(*e))
+        .filter(|_| !multi_status)
+    {
         return (
             StatusCode::BAD_REQUEST,
             axum::Json(json!({
@@ -292,7 +305,12 @@ async fn hubspot_upsert(
             .into_response();
     }
     let mut results = Vec::new();
+    let mut errors = Vec::new();
     for (input, email) in inputs.iter().zip(emails) {
+        if inner.rejected_emails.contains(&email) {
+            errors.push(json!({"status": "error", "category": "VALIDATION_ERROR", "message": "Email address is invalid", "context": {"ids": [email]}}));
+            continue;
+        }
         let is_new = !inner.hubspot_ids.contains_key(&email);
         if is_new {
             inner.next_id += 1;
@@ -307,7 +325,15 @@ async fn hubspot_upsert(
     }
     drop(inner);
     accept(&shared, index);
-    axum::Json(json!({"status": "COMPLETE", "results": results})).into_response()
+    if errors.is_empty() {
+        axum::Json(json!({"status": "COMPLETE", "results": results})).into_response()
+    } else {
+        (
+            StatusCode::MULTI_STATUS,
+            axum::Json(json!({"status": "COMPLETE", "results": results, "errors": errors, "numErrors": errors.len()})),
+        )
+            .into_response()
+    }
 }
 
 async fn hubspot_task(

@@ -149,6 +149,7 @@ both_backends!(
     a_csv_import_reports_row_errors_and_merges_duplicates,
     a_click_to_whatsapp_ad_lead_has_its_source_phone_and_name,
     hubspot_batches_hold_at_most_100_inputs,
+    a_multi_status_answer_dead_letters_only_the_records_it_names,
 );
 
 fn tenant() -> TenantId {
@@ -1012,4 +1013,38 @@ async fn the_demo_chat_reaches_every_crm_once_per_change_on_sqlite() {
 #[tokio::test]
 async fn the_demo_chat_reaches_every_crm_once_per_change_on_postgres() {
     the_demo_chat_reaches_every_crm_once_per_change(Db::Postgres).await;
+}
+
+async fn a_multi_status_answer_dead_letters_only_the_records_it_names(app: LeadsApp) {
+    app.crm.use_multi_status();
+    app.crm.reject_email("bad@example.com");
+    for email in ["ok1@example.com", "bad@example.com", "ok2@example.com"] {
+        put_lead(&app, &facts(email, "Acme")).await;
+    }
+    deliver_all(&app, 5).await;
+    let batches: Vec<_> = app
+        .crm
+        .requests()
+        .into_iter()
+        .filter(|r| r.service == Service::Hubspot)
+        .collect();
+    assert_eq!(batches.len(), 1, "a 207 is not split and not retried");
+    let dead = app.state.store.crm_dead_letters(None, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].adapter, "hubspot");
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("VALIDATION_ERROR")
+    );
+    assert!(
+        !dead[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("bad@example.com")
+    );
+    assert_eq!(app.state.store.crm_pending_count().await.unwrap(), 0);
 }
