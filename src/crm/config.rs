@@ -382,6 +382,32 @@ mod tests {
     }
 
     #[test]
+    fn other_tenants_have_their_own_adapters_from_the_file() {
+        let file: CrmFile = toml::from_str(
+            r#"
+            max_attempts = 5
+            [tenants.acme]
+            hubspot_token = "pat-acme"
+            slack_webhook_url = "https://hooks.slack.com/services/A/B/C"
+            "#,
+        )
+        .unwrap();
+        let config = CrmConfig::resolve(Some(file), &|_| None).unwrap();
+        assert_eq!(config.max_attempts, 5);
+        let acme = config.tenant(&TenantId::parse("acme").unwrap()).unwrap();
+        assert_eq!(acme.adapters(), [AdapterKind::Hubspot, AdapterKind::Slack]);
+        assert!(
+            config
+                .tenant(&TenantId::default_tenant())
+                .unwrap()
+                .adapters()
+                .is_empty()
+        );
+        let typo = toml::from_str::<CrmFile>("[tenants.acme]\nhubspot_tokn = \"x\"");
+        assert!(typo.is_err());
+    }
+
+    #[test]
     fn a_webhook_without_its_secret_is_refused_by_name() {
         let err = resolve(&[("CRM_WEBHOOK_URL", "https://hooks.example.com")]).unwrap_err();
         assert!(err.contains("CRM_WEBHOOK_SECRET"), "{err}");

@@ -53,6 +53,14 @@ async fn start(db: Db) -> Option<LeadsApp> {
 
 /// With `background_tasks`, the pipeline workers and the CRM worker run as in production.
 async fn start_with(db: Db, background_tasks: bool) -> Option<LeadsApp> {
+    start_env(db, background_tasks, Vec::new()).await
+}
+
+async fn start_env(
+    db: Db,
+    background_tasks: bool,
+    extra_env: Vec<(&str, String)>,
+) -> Option<LeadsApp> {
     let dir = tempfile::tempdir().unwrap();
     let crm = FakeCrm::start().await.unwrap();
     let toml = dir.path().join("parley.toml");
@@ -82,6 +90,9 @@ async fn start_with(db: Db, background_tasks: bool) -> Option<LeadsApp> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    for (k, v) in extra_env {
+        env.insert(k.to_owned(), v);
+    }
     let clock = ManualClock::new(START_MS);
     let mut options = BuildOptions {
         clock: Arc::new(clock.clone()),
@@ -1047,4 +1058,86 @@ async fn a_multi_status_answer_dead_letters_only_the_records_it_names(app: Leads
             .contains("bad@example.com")
     );
     assert_eq!(app.state.store.crm_pending_count().await.unwrap(), 0);
+}
+
+async fn with_an_llm_the_lead_gets_the_facts_the_model_found(db: Db) {
+    use parley::testkit::fake_openai::{FakeOpenAi, ScriptedReply};
+    let llm = FakeOpenAi::start().await;
+    llm.set_reply_for_schema(
+        "lead_facts",
+        ScriptedReply::json(serde_json::json!({
+            "first_name": "Kiran", "last_name": "Desai", "email": null, "phone": null,
+            "company": "Skyline Infra", "timeline": null, "location": null,
+            "property_type": null, "budget_amount": 25000000, "budget_currency": "INR",
+            "keywords": ["investment"], "pricing_question": false, "visit_request": false,
+            "purchase_inquiry": false
+        })),
+    );
+    let Some(app) = start_env(
+        db,
+        false,
+        vec![
+            ("OPENAI_API_KEY", "sk-test".to_owned()),
+            ("OPENAI_BASE_URL", llm.base_url()),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let text = "hello, Kiran here from the big infra firm, thinking of putting two and a half crore somewhere";
+    let response = app
+        .http
+        .post(format!("{}/api/v1/web/messages", app.base))
+        .json(&serde_json::json!({"tenant": "default", "visitor_id": "visitor-llm", "text": text}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    let conversation =
+        parley::domain::ConversationId::parse(body["conversation_id"].as_str().unwrap()).unwrap();
+    parley::pipeline::worker::process_conversation(&app.state, conversation)
+        .await
+        .unwrap();
+    let contact = ContactId::derive(&tenant(), Channel::Web, "visitor-llm");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let lead = loop {
+        let lead = app
+            .state
+            .store
+            .lead_by_contact(contact)
+            .await
+            .unwrap()
+            .unwrap();
+        if lead.facts.company.is_some() || tokio::time::Instant::now() > deadline {
+            break lead;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(lead.facts.company.as_deref(), Some("Skyline Infra"));
+    assert_eq!(lead.facts.full_name().as_deref(), Some("Kiran Desai"));
+    assert_eq!(lead.facts.budget.as_ref().unwrap().amount, 25_000_000);
+    let extraction = llm
+        .requests()
+        .into_iter()
+        .find(|r| r.body["response_format"]["json_schema"]["name"] == "lead_facts")
+        .expect("a lead-facts request");
+    assert_eq!(extraction.body["messages"][1]["content"], text);
+    let history = app.state.store.lead_history(lead.id).await.unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|h| h.reason.contains("learned") && h.reason.contains("company")),
+        "{history:?}"
+    );
+}
+
+#[tokio::test]
+async fn with_an_llm_the_lead_gets_the_facts_the_model_found_on_sqlite() {
+    with_an_llm_the_lead_gets_the_facts_the_model_found(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn with_an_llm_the_lead_gets_the_facts_the_model_found_on_postgres() {
+    with_an_llm_the_lead_gets_the_facts_the_model_found(Db::Postgres).await;
 }
