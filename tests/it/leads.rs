@@ -161,6 +161,8 @@ both_backends!(
     a_click_to_whatsapp_ad_lead_has_its_source_phone_and_name,
     hubspot_batches_hold_at_most_100_inputs,
     a_multi_status_answer_dead_letters_only_the_records_it_names,
+    a_worker_that_dies_mid_delivery_leaves_its_jobs_to_be_taken_again,
+    a_contact_who_writes_after_an_import_joins_the_imported_lead,
 );
 
 fn tenant() -> TenantId {
@@ -1140,4 +1142,86 @@ async fn with_an_llm_the_lead_gets_the_facts_the_model_found_on_sqlite() {
 #[tokio::test]
 async fn with_an_llm_the_lead_gets_the_facts_the_model_found_on_postgres() {
     with_an_llm_the_lead_gets_the_facts_the_model_found(Db::Postgres).await;
+}
+
+async fn a_worker_that_dies_mid_delivery_leaves_its_jobs_to_be_taken_again(app: LeadsApp) {
+    put_lead(&app, &facts("lease@example.com", "Acme")).await;
+    // A worker claims the jobs and dies before recording anything.
+    let claimed = app
+        .state
+        .store
+        .claim_crm_jobs(app.clock.now_ms_for_tests(), 60_000, 100)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    deliver_due(&app.state.crm).await.unwrap();
+    assert!(
+        app.crm.requests().is_empty(),
+        "claimed jobs wait for their lease"
+    );
+    app.clock.advance_ms(60_001);
+    deliver_due(&app.state.crm).await.unwrap();
+    assert_eq!(app.crm.accepted(Service::Hubspot).len(), 1);
+    assert_eq!(app.crm.accepted(Service::Mautic).len(), 1);
+    assert_eq!(app.crm.accepted(Service::Webhook).len(), 1);
+    assert_eq!(app.state.store.crm_pending_count().await.unwrap(), 0);
+}
+
+async fn a_contact_who_writes_after_an_import_joins_the_imported_lead(app: LeadsApp) {
+    let imported = put_lead(
+        &app,
+        &LeadFacts {
+            phone: Some("+16505551234".into()),
+            company: Some("Imported Co".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(imported.contact_id, None);
+    let body = whatsapp_fixture();
+    let response = app
+        .http
+        .post(format!("{}/webhooks/whatsapp", app.base))
+        .header("content-type", "application/json")
+        .header(
+            "x-hub-signature-256",
+            parley::channels::whatsapp::sign(APP_SECRET.as_bytes(), &body),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let conversation =
+        parley::domain::ConversationId::derive(&tenant(), Channel::Whatsapp, "16505551234");
+    parley::pipeline::worker::process_conversation(&app.state, conversation)
+        .await
+        .unwrap();
+    let contact = ContactId::derive(&tenant(), Channel::Whatsapp, "16505551234");
+    let lead = app
+        .state
+        .store
+        .lead_by_contact(contact)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lead.id, imported.id, "one lead, not two");
+    assert_eq!(lead.facts.company.as_deref(), Some("Imported Co"));
+    assert_eq!(lead.source, LeadSource::Form, "the better source is kept");
+    assert_eq!(lead.engagement.replies, 1);
+    let all = app
+        .state
+        .store
+        .list_leads(None, None, parley::leads::LeadOrder::Recent, 10)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+}
+
+fn whatsapp_fixture() -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/meta_doc_text_click_to_whatsapp_ad_referral.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
