@@ -5,8 +5,9 @@
 
 use super::facts::{LeadSource, MessageSignals};
 use super::record::LeadId;
+use super::record::LeadRecord;
 use super::service::{Leads, Locate, Note};
-use super::{extract, phone};
+use super::{extract, phone, validate};
 use crate::app::AppState;
 use crate::domain::{Channel, TenantId};
 use crate::store::{Completion, ConversationRecord, PendingInbound};
@@ -25,9 +26,16 @@ pub async fn observe(
     let text = message.content.text().unwrap_or("");
     let signals = extract::extract(text, leads.region(), &leads.config.currency);
     match apply(leads, conversation, message, completion, &signals).await {
-        Ok(Some(id)) => {
+        Ok(Some(lead)) => {
+            let id = lead.id;
             let wants_llm =
                 leads.llm.is_some() && leads.config.llm_extraction && !text.trim().is_empty();
+            let wants_email_check =
+                validate::needs_email_check(&lead.verification, lead.facts.email.as_deref());
+            // The LLM may find an email, which is then checked in the same task.
+            if !(wants_llm || wants_email_check) {
+                return;
+            }
             let leads = leads.clone();
             let tenant = conversation.tenant.clone();
             let text = text.to_owned();
@@ -53,7 +61,7 @@ async fn apply(
     message: &PendingInbound,
     completion: &Completion,
     signals: &MessageSignals,
-) -> Result<Option<LeadId>, crate::store::StoreError> {
+) -> Result<Option<LeadRecord>, crate::store::StoreError> {
     // A WhatsApp address is the international number's digits: the phone is known already.
     let channel_phone = match conversation.channel {
         Channel::Whatsapp | Channel::Twilio | Channel::Waha => {
@@ -78,7 +86,7 @@ async fn apply(
         phone: signals.facts.phone.clone().or(channel_phone.clone()),
     };
     let at = message.recorded_at_ms;
-    let lead = leads
+    leads
         .change(&conversation.tenant, &locate, |lead| {
             let mut note = Note::default();
             if message.referral.is_some() && lead.source == LeadSource::WhatsappInbound {
@@ -121,8 +129,7 @@ async fn apply(
             }
             note
         })
-        .await?;
-    Ok(lead.map(|l| l.id))
+        .await
 }
 
 /// Asks the LLM for facts and merges what it found (it may find what the rules missed).
