@@ -47,6 +47,10 @@ pub struct AppState {
     pub whatsapp: WhatsAppClient,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// Lead facts, scores and temperature.
+    pub leads: crate::leads::Leads,
+    /// The CRM outbox's delivery side.
+    pub crm: crate::crm::Crm,
     /// Wakes the sender when a worker has queued a reply.
     pub outbox_wakeup: Notify,
     /// The admin bearer token (from the environment, or generated into the data dir).
@@ -73,6 +77,9 @@ pub struct BuildOptions {
     pub background_tasks: bool,
     /// PostgreSQL schema to work in (tests run in parallel, one schema each).
     pub postgres_schema: Option<String>,
+    /// MX lookups for lead emails; `None`: the system resolver (or none with
+    /// `leads.mx_check = false`).
+    pub mx_resolver: Option<crate::leads::MxResolver>,
 }
 
 impl Default for BuildOptions {
@@ -81,6 +88,7 @@ impl Default for BuildOptions {
             clock: Arc::new(SystemClock),
             background_tasks: true,
             postgres_schema: None,
+            mx_resolver: None,
         }
     }
 }
@@ -161,7 +169,7 @@ impl App {
                 timeout: config.llm.timeout,
             })
         });
-        let intents = IntentDetector::new(classifier, &catalog, llm);
+        let intents = IntentDetector::new(classifier, &catalog, llm.clone());
         let replies = ReplyBook::load(
             &config.prompts_dir.join("replies.toml"),
             catalog.names().chain(["media"]),
@@ -209,6 +217,22 @@ impl App {
             tenants = config.tenants.len(),
             "Parley built"
         );
+        let crm = crate::crm::Crm::new(store.clone(), options.clock.clone(), config.crm.clone());
+        let mx = options.mx_resolver.unwrap_or_else(|| {
+            if config.leads.mx_check {
+                crate::leads::MxResolver::system(Duration::from_millis(config.leads.mx_timeout_ms))
+            } else {
+                crate::leads::MxResolver::Off
+            }
+        });
+        let leads = crate::leads::Leads {
+            store: store.clone(),
+            clock: options.clock.clone(),
+            config: Arc::new(config.leads.clone()),
+            crm: crm.clone(),
+            mx,
+            llm,
+        };
         let shutdown = CancellationToken::new();
         let state = Arc::new(AppState {
             config,
@@ -223,6 +247,8 @@ impl App {
             whatsapp,
             metrics,
             recorder,
+            leads,
+            crm,
             outbox_wakeup: Notify::new(),
             admin_token,
             shutdown: shutdown.clone(),
@@ -272,6 +298,8 @@ impl App {
                 work.clone(),
                 self.state.config.pipeline.handoff_check_interval,
             ));
+            self.tasks
+                .spawn(crate::crm::worker::run(self.state.clone(), work.clone()));
         }
         let shutdown = self.shutdown.clone();
         tokio::spawn(watch_signals(shutdown.clone()));

@@ -68,6 +68,10 @@ pub struct Config {
     /// The key that names contacts in the consent ledger (`PARLEY_CONSENT_KEY`); generated and
     /// kept in the database when unset.
     pub consent_key: Option<SecretString>,
+    /// `[leads]`: scoring weights, tiers, temperature rules.
+    pub leads: crate::leads::LeadsConfig,
+    /// `[crm]` and the CRM adapters' variables.
+    pub crm: crate::crm::CrmConfig,
 }
 
 /// How the pipeline runs.
@@ -361,6 +365,10 @@ impl Config {
             }
         }
 
+        let leads =
+            crate::leads::LeadsConfig::resolve(file.leads, &var).map_err(ConfigError::new)?;
+        let crm = crate::crm::CrmConfig::resolve(file.crm, &var).map_err(ConfigError::new)?;
+
         Ok(Config {
             listen,
             data_dir: var("PARLEY_DATA_DIR")
@@ -387,6 +395,8 @@ impl Config {
             whatsapp,
             tenants,
             consent_key: secret("PARLEY_CONSENT_KEY").or(file.consent_key),
+            leads,
+            crm,
         })
     }
 
@@ -513,6 +523,8 @@ struct FileConfig {
     handoff: Option<HandoffSettings>,
     #[serde(default)]
     tenants: BTreeMap<String, TenantFile>,
+    leads: Option<crate::leads::LeadsConfig>,
+    crm: Option<crate::crm::CrmFile>,
 }
 
 impl FileConfig {

@@ -159,6 +159,9 @@ async fn record_consent(
         at_ms: state.clock.now_ms(),
     };
     state.consent.record(&event).await?;
+    if event.action == ConsentAction::OptOut {
+        crate::crm::on_opt_out(&state, &event.tenant, id, event.channel).await;
+    }
     tracing::info!(contact.id = %id, action = event.action.as_str(), source = event.source.as_str(), "consent recorded");
     Ok((
         StatusCode::CREATED,

@@ -5,9 +5,11 @@
 mod auth;
 mod consent;
 mod conversations;
+mod crm;
 mod handoffs;
 mod health;
 mod json;
+mod leads;
 mod staff;
 mod web;
 mod whatsapp;
@@ -53,6 +55,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(consent::routes())
         .merge(handoffs::routes())
         .merge(staff::routes())
+        .merge(leads::routes())
+        .merge(crm::routes())
         .merge(health::routes())
         .with_state(state)
         .layer(

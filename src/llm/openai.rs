@@ -174,15 +174,54 @@ impl LlmClient {
         text: &str,
         catalog: &IntentCatalog,
     ) -> Result<IntentPrediction, LlmError> {
+        let content = self
+            .complete_json(
+                &system_prompt(catalog),
+                text,
+                SCHEMA_NAME,
+                Some("The intent of the customer's message"),
+                response_schema(catalog),
+            )
+            .await?;
+        parse_answer(&content, catalog)
+    }
+}
+
+impl LlmClient {
+    /// One structured-output call: `system` and `user` messages, an answer constrained to
+    /// `schema` (JSON schema named `schema_name`); returns the answer's JSON text, unparsed.
+    /// Intent classification and lead fact extraction use it; bounded by the timeout, one
+    /// attempt.
+    pub async fn complete_json(
+        &self,
+        system: &str,
+        user: &str,
+        schema_name: &str,
+        description: Option<&str>,
+        schema: Value,
+    ) -> Result<String, LlmError> {
+        let invalid = |_| LlmError::Api("invalid request".into());
+        let messages: Vec<ChatCompletionRequestMessage> = vec![
+            ChatCompletionRequestSystemMessageArgs::default()
+                .content(system)
+                .build()
+                .map_err(invalid)?
+                .into(),
+            ChatCompletionRequestUserMessageArgs::default()
+                .content(user)
+                .build()
+                .map_err(invalid)?
+                .into(),
+        ];
         let request = CreateChatCompletionRequestArgs::default()
             .model(&self.model)
             .temperature(0.0)
-            .messages(messages(text, catalog)?)
+            .messages(messages)
             .response_format(ResponseFormat::JsonSchema {
                 json_schema: ResponseFormatJsonSchema {
-                    description: Some("The intent of the customer's message".into()),
-                    name: SCHEMA_NAME.into(),
-                    schema: Some(response_schema(catalog)),
+                    description: description.map(str::to_owned),
+                    name: schema_name.into(),
+                    schema: Some(schema),
                     strict: Some(false),
                 },
             })
@@ -192,30 +231,13 @@ impl LlmClient {
             .await
             .map_err(|_| LlmError::Timeout(self.timeout))?
             .map_err(|e| LlmError::from_openai(e, self.timeout))?;
-        let content = response
+        response
             .choices
             .into_iter()
             .next()
             .and_then(|c| c.message.content)
-            .ok_or(LlmError::Malformed("the answer has no content"))?;
-        parse_answer(&content, catalog)
+            .ok_or(LlmError::Malformed("the answer has no content"))
     }
-}
-
-fn messages(
-    text: &str,
-    catalog: &IntentCatalog,
-) -> Result<Vec<ChatCompletionRequestMessage>, LlmError> {
-    let invalid = |_| LlmError::Api("invalid request".into());
-    let system = ChatCompletionRequestSystemMessageArgs::default()
-        .content(system_prompt(catalog))
-        .build()
-        .map_err(invalid)?;
-    let user = ChatCompletionRequestUserMessageArgs::default()
-        .content(text)
-        .build()
-        .map_err(invalid)?;
-    Ok(vec![system.into(), user.into()])
 }
 
 /// The instructions and the intent list.
@@ -255,18 +277,21 @@ pub fn response_schema(catalog: &IntentCatalog) -> Value {
     })
 }
 
-/// Validates the model's JSON answer and turns it into a prediction (abstaining on
-/// `out_of_scope`, an out-of-scope intent, or a confidence below the catalogue's threshold).
-pub fn parse_answer(content: &str, catalog: &IntentCatalog) -> Result<IntentPrediction, LlmError> {
+/// The JSON inside an answer: some OpenAI-compatible servers wrap the object in a Markdown code
+/// fence.
+pub fn strip_code_fence(content: &str) -> &str {
     let body = content.trim();
-    // Some OpenAI-compatible servers wrap the object in a Markdown code fence.
-    let body = body
-        .strip_prefix("```json")
+    body.strip_prefix("```json")
         .or_else(|| body.strip_prefix("```"))
         .and_then(|b| b.strip_suffix("```"))
         .unwrap_or(body)
-        .trim();
-    let answer: Answer = serde_json::from_str(body)
+        .trim()
+}
+
+/// Validates the model's JSON answer and turns it into a prediction (abstaining on
+/// `out_of_scope`, an out-of-scope intent, or a confidence below the catalogue's threshold).
+pub fn parse_answer(content: &str, catalog: &IntentCatalog) -> Result<IntentPrediction, LlmError> {
+    let answer: Answer = serde_json::from_str(strip_code_fence(content))
         .map_err(|_| LlmError::Malformed("the answer is not the expected JSON object"))?;
     if !answer.confidence.is_finite() || !(0.0..=1.0).contains(&answer.confidence) {
         return Err(LlmError::Malformed("the confidence is not between 0 and 1"));

@@ -117,11 +117,24 @@ async fn handle_message(
         replies = completion.replies.len(),
         "message handled"
     );
+    if let Some(entry) = &completion.consent
+        && entry.event.action == ConsentAction::OptOut
+    {
+        // The CRMs learn it too (Mautic's do-not-contact).
+        crate::crm::on_opt_out(
+            state,
+            &conversation.tenant,
+            conversation.contact_id,
+            conversation.channel,
+        )
+        .await;
+    }
     if let Some(handoff) = &completion.handoff {
         state.metrics.handoff_opened(&handoff.reason);
         handoff::announce(state, "opened", &handoff.id).await;
     }
     remember(state, conversation.id, &message, &completion).await;
+    crate::leads::observe(state, conversation, &message, &completion).await;
     publish(
         state,
         conversation.id,

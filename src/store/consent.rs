@@ -1,7 +1,7 @@
 //! Consent records: appending to the ledger (never updating it), reading a contact's current
 //! consent and history, the audit export, the facts the outbound gate decides on, outbound
-//! messages queued by staff and integrations, and erasing a contact's personal data (with its
-//! conversations' messages and handoffs).
+//! messages queued by staff and integrations, and erasing a contact's personal data (its lead and
+//! lead history, pending CRM jobs, conversations, messages and handoffs).
 
 use super::records::parse_uuid;
 use super::{Store, StoreError, on_pool};
@@ -489,6 +489,18 @@ impl Store {
             .bind(&id)
             .execute(&mut *tx)
             .await?;
+            for lead_table in ["lead_history", "crm_outbox", "crm_mappings"] {
+                sqlx::query(&format!(
+                    "DELETE FROM {lead_table} WHERE lead_id IN (SELECT id FROM leads WHERE contact_id = $1)"
+                ))
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("DELETE FROM leads WHERE contact_id = $1")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query(
                 "DELETE FROM handoffs WHERE conversation_id IN (SELECT id FROM conversations WHERE contact_id = $1)",
             )

@@ -91,6 +91,8 @@ struct Prepared<'a> {
     contact_id: String,
     conversation_id: String,
     content: String,
+    /// The click-to-WhatsApp ad referral, as JSON.
+    referral: Option<String>,
     processing: &'static str,
 }
 
@@ -116,6 +118,12 @@ impl Store {
                     conversation_id: ConversationId::derive(&m.tenant, m.channel, &m.thread)
                         .to_string(),
                     content: serde_json::to_string(&m.content)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    referral: m
+                        .referral
+                        .as_ref()
+                        .map(serde_json::to_string)
+                        .transpose()
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                     processing: if m.content.expects_reply() {
                         "pending"
@@ -172,7 +180,7 @@ impl Store {
                 insert.build().execute(&mut *tx).await?;
 
                 let mut insert = QueryBuilder::<Db>::new(
-                    "INSERT INTO messages (id, tenant_id, conversation_id, channel, direction, author, kind, address, body, content, provider_message_id, sent_at, processing, status, status_rank, created_at, updated_at) ",
+                    "INSERT INTO messages (id, tenant_id, conversation_id, channel, direction, author, kind, address, body, content, provider_message_id, sent_at, processing, status, status_rank, created_at, updated_at, referral) ",
                 );
                 insert.push_values(chunk, |mut row, p| {
                     row.push_bind(&p.id)
@@ -191,7 +199,8 @@ impl Store {
                         .push_bind("received")
                         .push_bind(0_i32)
                         .push_bind(now)
-                        .push_bind(now);
+                        .push_bind(now)
+                        .push_bind(p.referral.as_deref());
                 });
                 insert.push(" ON CONFLICT DO NOTHING RETURNING id");
                 let inserted: Vec<(String,)> = insert.build_query_as().fetch_all(&mut *tx).await?;
@@ -225,7 +234,7 @@ impl Store {
     ) -> Result<Vec<PendingInbound>, StoreError> {
         let rows: Vec<PendingRow> = on_pool!(self, |pool, Db| {
             sqlx::query_as(
-                "SELECT id, tenant_id, conversation_id, channel, provider_message_id, content, sent_at, created_at
+                "SELECT id, tenant_id, conversation_id, channel, provider_message_id, content, sent_at, created_at, referral
                  FROM messages
                  WHERE conversation_id = $1 AND processing = 'pending'
                  ORDER BY sent_at, seq

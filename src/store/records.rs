@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::StoreError;
 use crate::domain::{
     Author, Channel, ContactId, ConversationId, Direction, MessageContent, MessageId,
-    ProviderMessageId, TenantId,
+    ProviderMessageId, Referral, TenantId,
 };
 
 /// A conversation with the contact it is with.
@@ -66,6 +66,8 @@ pub struct PendingInbound {
     pub channel: Channel,
     pub provider_message_id: Option<ProviderMessageId>,
     pub content: MessageContent,
+    /// The click-to-WhatsApp ad the message came from, if any (a lead source).
+    pub referral: Option<Referral>,
     pub sent_at_ms: i64,
     /// When Parley recorded it (Unix ms).
     pub recorded_at_ms: i64,
@@ -81,6 +83,7 @@ pub(super) struct PendingRow {
     content: String,
     sent_at: i64,
     created_at: i64,
+    referral: Option<String>,
 }
 
 impl TryFrom<PendingRow> for PendingInbound {
@@ -99,6 +102,12 @@ impl TryFrom<PendingRow> for PendingInbound {
                 .map_err(StoreError::Corrupt)?,
             content: serde_json::from_str(&row.content)
                 .map_err(|e| StoreError::Corrupt(format!("message content: {e}")))?,
+            referral: row
+                .referral
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("message referral: {e}")))?,
             sent_at_ms: row.sent_at,
             recorded_at_ms: row.created_at,
         })

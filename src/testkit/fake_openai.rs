@@ -74,6 +74,9 @@ pub struct RecordedRequest {
 
 #[derive(Default)]
 struct Script {
+    /// Replies for requests whose `response_format.json_schema.name` is the key (used before
+    /// the queue, and every time).
+    by_schema: std::collections::HashMap<String, ScriptedReply>,
     replies: VecDeque<ScriptedReply>,
     default_reply: Option<ScriptedReply>,
     requests: Vec<RecordedRequest>,
@@ -129,6 +132,12 @@ impl FakeOpenAi {
         self.lock().replies.push_back(reply);
     }
 
+    /// Answers every request whose JSON schema is named `schema` with `reply` (for example
+    /// `lead_facts` for lead extraction, while intent requests take the queue).
+    pub fn set_reply_for_schema(&self, schema: &str, reply: ScriptedReply) {
+        self.lock().by_schema.insert(schema.to_owned(), reply);
+    }
+
     /// The reply used when the queue is empty. Until set, it is a valid completion answering
     /// `{"intent":"out_of_scope","confidence":0.5,"entities":{}}`.
     pub fn set_default_reply(&self, reply: ScriptedReply) {
@@ -170,6 +179,9 @@ async fn answer(
         .unwrap_or("fake-model")
         .to_string();
     let is_chat = method == axum::http::Method::POST && uri.path().ends_with("/chat/completions");
+    let schema = body["response_format"]["json_schema"]["name"]
+        .as_str()
+        .map(str::to_owned);
     let reply = {
         let mut script = script.lock().unwrap_or_else(|p| p.into_inner());
         script.requests.push(RecordedRequest {
@@ -181,6 +193,8 @@ async fn answer(
         });
         if !is_chat {
             None
+        } else if let Some(reply) = schema.and_then(|s| script.by_schema.get(&s).cloned()) {
+            Some(reply)
         } else {
             script
                 .replies

@@ -11,5 +11,6 @@ mod gateway;
 mod handoff;
 mod harness;
 mod intents;
+mod leads;
 mod store;
 mod whatsapp;
