@@ -42,6 +42,8 @@ pub struct AppState {
     pub intents: IntentDetector,
     pub replies: ReplyBook,
     pub whatsapp: WhatsAppClient,
+    pub twilio: crate::channels::twilio::TwilioClient,
+    pub waha: crate::channels::waha::WahaClient,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     /// Wakes the sender when a worker has queued a reply.
@@ -213,6 +215,8 @@ impl App {
             intents,
             replies,
             whatsapp,
+            twilio: crate::channels::twilio::TwilioClient::new(&config.twilio.api_base),
+            waha: crate::channels::waha::WahaClient::new(),
             metrics,
             recorder,
             outbox_wakeup: Notify::new(),

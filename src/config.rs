@@ -26,7 +26,7 @@ pub const DEFAULT_WHATSAPP_API_BASE: &str = "https://graph.facebook.com/v21.0";
 pub struct ConfigError(String);
 
 impl ConfigError {
-    fn new(message: impl Into<String>) -> Self {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
         Self(message.into())
     }
 }
@@ -61,6 +61,11 @@ pub struct Config {
     pub pipeline: PipelineSettings,
     pub llm: LlmConfig,
     pub whatsapp: WhatsAppConfig,
+    /// `PARLEY_PUBLIC_URL`: where the internet reaches this server (webhook and unsubscribe links).
+    pub public_url: Option<String>,
+    pub twilio: crate::channels::twilio::TwilioConfig,
+    pub waha: crate::channels::waha::WahaConfig,
+    pub email: crate::channels::email::EmailConfig,
     /// Tenants by id; `default` always exists.
     pub tenants: BTreeMap<TenantId, TenantConfig>,
 }
@@ -115,6 +120,8 @@ pub struct TenantConfig {
     /// The business's name, used in replies.
     pub name: String,
     pub whatsapp: Option<TenantWhatsApp>,
+    /// The tenant's Twilio number, WAHA session and email address.
+    pub channels: crate::channels::TenantChannels,
 }
 
 /// A tenant's WhatsApp number.
@@ -249,6 +256,24 @@ impl Config {
         };
         check_http_url("WHATSAPP_API_BASE", &whatsapp.api_base)?;
 
+        let public_url = var("PARLEY_PUBLIC_URL")
+            .or(file.public_url)
+            .map(|u| u.trim_end_matches('/').to_owned());
+        if let Some(url) = &public_url {
+            check_http_url("PARLEY_PUBLIC_URL", url)?;
+        }
+        let twilio = crate::channels::twilio::TwilioConfig::load(
+            &var,
+            file.twilio.unwrap_or_default(),
+            public_url.as_deref(),
+        )?;
+        let waha = crate::channels::waha::WahaConfig::load(&var, file.waha.unwrap_or_default())?;
+        let email = crate::channels::email::EmailConfig::load(
+            &var,
+            file.email.unwrap_or_default(),
+            public_url.as_deref(),
+        )?;
+
         let mut tenants = BTreeMap::new();
         let mut file_tenants = file.tenants;
         let default_file = file_tenants.remove("default").unwrap_or_default();
@@ -268,6 +293,12 @@ impl Config {
                     .or(default_file.name)
                     .unwrap_or_else(|| "Skyline Habitat".to_owned()),
                 whatsapp: default_whatsapp,
+                channels: crate::channels::TenantChannels::load(
+                    "default",
+                    var("TWILIO_FROM_NUMBER").or(default_file.twilio_from_number),
+                    var("WAHA_SESSION").or(default_file.waha_session),
+                    var("EMAIL_FROM").or(default_file.email_from),
+                )?,
             },
         );
         for (raw_id, tenant) in file_tenants {
@@ -281,7 +312,21 @@ impl Config {
                 &format!("tenants.{raw_id}.whatsapp_access_token"),
             )?;
             let name = tenant.name.unwrap_or_else(|| raw_id.clone());
-            tenants.insert(id.clone(), TenantConfig { id, name, whatsapp });
+            let channels = crate::channels::TenantChannels::load(
+                &raw_id,
+                tenant.twilio_from_number,
+                tenant.waha_session,
+                tenant.email_from,
+            )?;
+            tenants.insert(
+                id.clone(),
+                TenantConfig {
+                    id,
+                    name,
+                    whatsapp,
+                    channels,
+                },
+            );
         }
         let mut seen_numbers = BTreeMap::new();
         for tenant in tenants.values() {
@@ -343,6 +388,10 @@ impl Config {
             pipeline,
             llm,
             whatsapp,
+            public_url,
+            twilio,
+            waha,
+            email,
             tenants,
         })
     }
@@ -406,7 +455,7 @@ fn parse_number<T: std::str::FromStr + Copy>(
     }
 }
 
-fn check_http_url(setting: &str, raw: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_http_url(setting: &str, raw: &str) -> Result<(), ConfigError> {
     match url::Url::parse(raw) {
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Ok(()),
         _ => Err(ConfigError::new(format!(
@@ -431,6 +480,10 @@ struct FileConfig {
     pipeline: Option<PipelineFile>,
     llm: Option<LlmFile>,
     whatsapp: Option<WhatsAppFile>,
+    public_url: Option<String>,
+    twilio: Option<crate::channels::twilio::TwilioFile>,
+    waha: Option<crate::channels::waha::WahaFile>,
+    email: Option<crate::channels::email::EmailFile>,
     #[serde(default)]
     tenants: BTreeMap<String, TenantFile>,
 }
@@ -485,6 +538,9 @@ struct TenantFile {
     name: Option<String>,
     whatsapp_phone_number_id: Option<String>,
     whatsapp_access_token: Option<SecretString>,
+    twilio_from_number: Option<String>,
+    waha_session: Option<String>,
+    email_from: Option<String>,
 }
 
 #[cfg(test)]

@@ -47,11 +47,92 @@ pub async fn send(state: &AppState, job: &OutboundJob) -> Result<Accepted, Refus
             status: DeliveryStatus::Delivered,
         }),
         Channel::Whatsapp => send_whatsapp(state, job).await,
+        Channel::Twilio => send_twilio(state, job).await,
+        Channel::Waha => send_waha(state, job).await,
         other => Err(Refused::permanent(
             None,
             format!("the {other} channel cannot send yet"),
         )),
     }
+}
+
+async fn send_twilio(state: &AppState, job: &OutboundJob) -> Result<Accepted, Refused> {
+    let config = &state.config.twilio;
+    let (Some(account_sid), Some(auth_token)) = (&config.account_sid, &config.auth_token) else {
+        return Err(Refused::permanent(
+            None,
+            "Twilio is not configured (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN)",
+        ));
+    };
+    let Some(number) = state
+        .config
+        .tenant(&job.tenant)
+        .and_then(|t| t.channels.twilio_from.as_deref())
+    else {
+        return Err(Refused::permanent(
+            None,
+            "no Twilio number is configured for this tenant (TWILIO_FROM_NUMBER)",
+        ));
+    };
+    // A WhatsApp conversation is answered from the number's WhatsApp sender, an SMS one by SMS.
+    let from = if job.address.starts_with("whatsapp:") {
+        format!("whatsapp:{number}")
+    } else {
+        number.to_owned()
+    };
+    state
+        .twilio
+        .send(
+            account_sid,
+            auth_token,
+            &from,
+            &job.address,
+            &job.text,
+            config.webhook_url.as_deref(),
+        )
+        .await
+        .map(|sid| Accepted {
+            provider_id: Some(sid),
+            status: DeliveryStatus::Sent,
+        })
+        .map_err(|err| Refused {
+            retry_after: err
+                .retryable
+                .then(|| err.retry_after.unwrap_or(Duration::ZERO)),
+            failure: SendFailure {
+                code: err.code,
+                detail: err.to_string(),
+            },
+        })
+}
+
+async fn send_waha(state: &AppState, job: &OutboundJob) -> Result<Accepted, Refused> {
+    let config = &state.config.waha;
+    let Some(url) = &config.url else {
+        return Err(Refused::permanent(None, "WAHA is not configured (WAHA_URL)"));
+    };
+    let tenant = state.config.tenant(&job.tenant);
+    let session = tenant
+        .and_then(|t| t.channels.waha_session.as_deref())
+        .unwrap_or("default");
+    let chat_id = crate::channels::waha::chat_id_for(&job.address);
+    state
+        .waha
+        .send_text(url, config.api_key.as_ref(), session, &chat_id, &job.text)
+        .await
+        .map(|id| Accepted {
+            provider_id: id,
+            status: DeliveryStatus::Sent,
+        })
+        .map_err(|err| Refused {
+            retry_after: err
+                .retryable
+                .then(|| err.retry_after.unwrap_or(Duration::ZERO)),
+            failure: SendFailure {
+                code: err.http_status.map(i64::from),
+                detail: err.to_string(),
+            },
+        })
 }
 
 async fn send_whatsapp(state: &AppState, job: &OutboundJob) -> Result<Accepted, Refused> {

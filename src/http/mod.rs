@@ -6,7 +6,10 @@ mod auth;
 mod conversations;
 mod health;
 mod json;
+mod twilio;
+mod waha;
 mod web;
+mod webhook;
 mod whatsapp;
 
 use std::sync::Arc;
@@ -45,6 +48,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     });
     Router::new()
         .merge(whatsapp::routes(&state))
+        .merge(twilio::routes(&state))
+        .merge(waha::routes(&state))
         .merge(web::routes())
         .merge(conversations::routes())
         .merge(health::routes())
@@ -54,6 +59,8 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .layer(SetSensitiveRequestHeadersLayer::new([
                     header::AUTHORIZATION,
                     HeaderName::from_static("x-hub-signature-256"),
+                    HeaderName::from_static("x-twilio-signature"),
+                    HeaderName::from_static("x-webhook-hmac"),
                 ]))
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(trace)

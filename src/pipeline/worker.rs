@@ -21,6 +21,8 @@ use crate::store::{Completion, ConversationRecord, MessageRecord, NewReply, Pend
 const PENDING_PAGE: i64 = 32;
 /// The longest text one message may carry on WhatsApp.
 const WHATSAPP_TEXT_LIMIT: usize = 4096;
+/// The longest body Twilio's Messages API accepts.
+const TWILIO_TEXT_LIMIT: usize = 1600;
 
 /// Runs one worker until `shutdown`; the current conversation is finished first.
 pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
@@ -178,10 +180,10 @@ async fn decide(
             (None, None, reply)
         }
     };
-    let parts = if conversation.channel == Channel::Whatsapp {
-        split_message(&reply, WHATSAPP_TEXT_LIMIT)
-    } else {
-        vec![reply]
+    let parts = match conversation.channel {
+        Channel::Whatsapp | Channel::Waha => split_message(&reply, WHATSAPP_TEXT_LIMIT),
+        Channel::Twilio => split_message(&reply, TWILIO_TEXT_LIMIT),
+        _ => vec![reply],
     };
     Completion {
         answered: true,

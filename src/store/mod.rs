@@ -7,6 +7,7 @@
 //! is written out. Every write transaction starts with a write, so SQLite takes its write lock at
 //! once instead of failing a lock upgrade.
 
+mod channels;
 mod conversations;
 mod inbound;
 mod outbox;
@@ -21,6 +22,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use channels::{EmailRecord, SessionState};
 pub use inbound::{Completion, Inserted, NewReply, RecordOutcome};
 pub use outbox::{OutboundJob, SendFailure};
 pub use records::{ConversationRecord, MessageRecord, PendingInbound};
