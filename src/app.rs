@@ -22,6 +22,7 @@ use crate::agents::ReplyBook;
 use crate::broadcast::LiveEvents;
 use crate::channels::whatsapp::{WhatsAppClient, WhatsAppCredentials};
 use crate::config::Config;
+use crate::consent::Consent;
 use crate::domain::{Clock, SystemClock, TenantId};
 use crate::llm::{IntentCatalog, IntentClassifier, IntentDetector, LlmClient, LlmSettings};
 use crate::memory::{Memory, MemorySettings};
@@ -36,6 +37,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
     pub store: Store,
+    /// Consent policies, the ledger and the outbound gate.
+    pub consent: Consent,
     pub queue: WorkQueue,
     pub memory: Memory,
     pub live: LiveEvents,
@@ -187,6 +190,10 @@ impl App {
             None => generated_admin_token(&config.data_dir)?,
         };
 
+        let consent = Consent::open(store.clone(), &config)
+            .await
+            .context("could not prepare the consent ledger")?;
+
         let metrics = Metrics::new();
         let mut recorder_task = JoinSet::new();
         let (recorder, task) = Recorder::new(
@@ -204,18 +211,20 @@ impl App {
             tenants = config.tenants.len(),
             "Parley built"
         );
+        let twilio = crate::channels::twilio::TwilioClient::new(&config.twilio.api_base);
         let shutdown = CancellationToken::new();
         let state = Arc::new(AppState {
             config,
             clock: options.clock,
             store,
+            consent,
             queue,
             memory,
             live,
             intents,
             replies,
             whatsapp,
-            twilio: crate::channels::twilio::TwilioClient::new(&config.twilio.api_base),
+            twilio,
             waha: crate::channels::waha::WahaClient::new(),
             metrics,
             recorder,

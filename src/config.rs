@@ -15,6 +15,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::consent::{ConsentSettings, TemplateSettings};
 use crate::domain::TenantId;
 
 /// Where the graph API lives unless `WHATSAPP_API_BASE` says otherwise.
@@ -68,6 +69,9 @@ pub struct Config {
     pub email: crate::channels::email::EmailConfig,
     /// Tenants by id; `default` always exists.
     pub tenants: BTreeMap<TenantId, TenantConfig>,
+    /// The key that names contacts in the consent ledger (`PARLEY_CONSENT_KEY`); generated and
+    /// kept in the database when unset.
+    pub consent_key: Option<SecretString>,
 }
 
 /// How the pipeline runs.
@@ -122,6 +126,10 @@ pub struct TenantConfig {
     pub whatsapp: Option<TenantWhatsApp>,
     /// The tenant's Twilio number, WAHA session and email address.
     pub channels: crate::channels::TenantChannels,
+    /// The tenant's consent policy (`[tenants.<id>.consent]`, else `[consent]`, else defaults).
+    pub consent: ConsentSettings,
+    /// Approved WhatsApp templates by name (`[tenants.<id>.templates.<name>]`).
+    pub templates: BTreeMap<String, TemplateSettings>,
 }
 
 /// A tenant's WhatsApp number.
@@ -274,6 +282,10 @@ impl Config {
             public_url.as_deref(),
         )?;
 
+        let global_consent = file.consent.unwrap_or_default();
+        global_consent
+            .validate("consent")
+            .map_err(ConfigError::new)?;
         let mut tenants = BTreeMap::new();
         let mut file_tenants = file.tenants;
         let default_file = file_tenants.remove("default").unwrap_or_default();
@@ -299,6 +311,8 @@ impl Config {
                     var("WAHA_SESSION").or(default_file.waha_session),
                     var("EMAIL_FROM").or(default_file.email_from),
                 )?,
+                consent: tenant_consent("default", default_file.consent, &global_consent)?,
+                templates: default_file.templates,
             },
         );
         for (raw_id, tenant) in file_tenants {
@@ -318,6 +332,7 @@ impl Config {
                 tenant.waha_session,
                 tenant.email_from,
             )?;
+            let consent = tenant_consent(&raw_id, tenant.consent, &global_consent)?;
             tenants.insert(
                 id.clone(),
                 TenantConfig {
@@ -325,6 +340,8 @@ impl Config {
                     name,
                     whatsapp,
                     channels,
+                    consent,
+                    templates: tenant.templates,
                 },
             );
         }
@@ -393,6 +410,7 @@ impl Config {
             waha,
             email,
             tenants,
+            consent_key: secret("PARLEY_CONSENT_KEY").or(file.consent_key),
         })
     }
 
@@ -407,6 +425,23 @@ impl Config {
 
     pub fn tenant(&self, id: &TenantId) -> Option<&TenantConfig> {
         self.tenants.get(id)
+    }
+}
+
+/// A tenant's consent policy: its own section, else the global one; checked either way.
+fn tenant_consent(
+    tenant: &str,
+    own: Option<ConsentSettings>,
+    global: &ConsentSettings,
+) -> Result<ConsentSettings, ConfigError> {
+    match own {
+        Some(settings) => {
+            settings
+                .validate(&format!("tenants.{tenant}.consent"))
+                .map_err(ConfigError::new)?;
+            Ok(settings)
+        }
+        None => Ok(global.clone()),
     }
 }
 
@@ -484,6 +519,8 @@ struct FileConfig {
     twilio: Option<crate::channels::twilio::TwilioFile>,
     waha: Option<crate::channels::waha::WahaFile>,
     email: Option<crate::channels::email::EmailFile>,
+    consent: Option<ConsentSettings>,
+    consent_key: Option<SecretString>,
     #[serde(default)]
     tenants: BTreeMap<String, TenantFile>,
 }
@@ -541,6 +578,9 @@ struct TenantFile {
     twilio_from_number: Option<String>,
     waha_session: Option<String>,
     email_from: Option<String>,
+    consent: Option<ConsentSettings>,
+    #[serde(default)]
+    templates: BTreeMap<String, TemplateSettings>,
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod broadcast;
 pub mod channels;
 pub mod cli;
 pub mod config;
+pub mod consent;
 pub mod domain;
 pub mod error;
 pub mod http;

@@ -21,7 +21,9 @@ pub struct Accepted {
 #[derive(Debug, Clone)]
 pub struct Refused {
     pub failure: SendFailure,
-    /// `Some(wait)` when a later attempt may succeed (the wait is the provider's hint, or zero).
+    /// A later attempt may succeed.
+    pub retryable: bool,
+    /// The provider's hint for when to try again (`Retry-After`), if it gave one.
     pub retry_after: Option<Duration>,
 }
 
@@ -33,6 +35,7 @@ impl Refused {
                 code,
                 detail: detail.into(),
             },
+            retryable: false,
             retry_after: None,
         }
     }
@@ -96,9 +99,8 @@ async fn send_twilio(state: &AppState, job: &OutboundJob) -> Result<Accepted, Re
             status: DeliveryStatus::Sent,
         })
         .map_err(|err| Refused {
-            retry_after: err
-                .retryable
-                .then(|| err.retry_after.unwrap_or(Duration::ZERO)),
+            retryable: err.retryable,
+            retry_after: err.retry_after,
             failure: SendFailure {
                 code: err.code,
                 detail: err.to_string(),
@@ -125,9 +127,8 @@ async fn send_waha(state: &AppState, job: &OutboundJob) -> Result<Accepted, Refu
             status: DeliveryStatus::Sent,
         })
         .map_err(|err| Refused {
-            retry_after: err
-                .retryable
-                .then(|| err.retry_after.unwrap_or(Duration::ZERO)),
+            retryable: err.retryable,
+            retry_after: err.retry_after,
             failure: SendFailure {
                 code: err.http_status.map(i64::from),
                 detail: err.to_string(),
@@ -142,19 +143,45 @@ async fn send_whatsapp(state: &AppState, job: &OutboundJob) -> Result<Accepted, 
             "no WhatsApp number is configured for this tenant",
         ));
     };
-    state
-        .whatsapp
-        .send_text(&credentials, &job.address, &job.text, None)
-        .await
-        .map(|id| Accepted {
-            provider_id: Some(id),
-            status: DeliveryStatus::Sent,
-        })
-        .map_err(|err| Refused {
-            retry_after: err.is_retryable().then(|| err.retry_after()),
-            failure: SendFailure {
-                code: err.code,
-                detail: err.to_string(),
-            },
-        })
+    let sent = match &job.template {
+        Some(template) => {
+            let name = template["name"].as_str().unwrap_or_default();
+            let language = template["language"].as_str().unwrap_or("en");
+            let params: Vec<serde_json::Value> = template["params"]
+                .as_array()
+                .map(|p| {
+                    p.iter()
+                        .map(|v| serde_json::json!({"type": "text", "text": v.as_str().unwrap_or_default()}))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let components = if params.is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_json::json!([{"type": "body", "parameters": params}])
+            };
+            state
+                .whatsapp
+                .send_template(&credentials, &job.address, name, language, components)
+                .await
+        }
+        None => {
+            state
+                .whatsapp
+                .send_text(&credentials, &job.address, &job.text, None)
+                .await
+        }
+    };
+    sent.map(|id| Accepted {
+        provider_id: Some(id),
+        status: DeliveryStatus::Sent,
+    })
+    .map_err(|err| Refused {
+        retryable: err.is_retryable(),
+        retry_after: err.retry_after(),
+        failure: SendFailure {
+            code: err.code,
+            detail: err.to_string(),
+        },
+    })
 }

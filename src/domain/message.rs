@@ -215,6 +215,8 @@ pub enum DeliveryStatus {
     Played,
     /// Could not be delivered; terminal.
     Failed,
+    /// Refused by the consent gate before reaching the provider; terminal.
+    Blocked,
 }
 
 impl DeliveryStatus {
@@ -226,6 +228,7 @@ impl DeliveryStatus {
             DeliveryStatus::Read => "read",
             DeliveryStatus::Played => "played",
             DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Blocked => "blocked",
         }
     }
 
@@ -237,6 +240,7 @@ impl DeliveryStatus {
             "read" => DeliveryStatus::Read,
             "played" => DeliveryStatus::Played,
             "failed" => DeliveryStatus::Failed,
+            "blocked" => DeliveryStatus::Blocked,
             _ => return None,
         })
     }
@@ -249,7 +253,7 @@ impl DeliveryStatus {
             DeliveryStatus::Delivered => 2,
             DeliveryStatus::Read => 3,
             DeliveryStatus::Played => 4,
-            DeliveryStatus::Failed => 9,
+            DeliveryStatus::Failed | DeliveryStatus::Blocked => 9,
         }
     }
 }

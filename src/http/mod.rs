@@ -3,6 +3,7 @@
 //! panic safety and the JSON error shape.
 
 mod auth;
+mod consent;
 mod conversations;
 mod health;
 mod json;
@@ -52,6 +53,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(waha::routes(&state))
         .merge(web::routes())
         .merge(conversations::routes())
+        .merge(consent::routes())
         .merge(health::routes())
         .with_state(state)
         .layer(
@@ -83,6 +85,8 @@ pub fn message_json(record: &MessageRecord) -> Value {
         "intent": record.intent,
         "confidence": record.confidence,
         "error_code": record.error_code,
+        "purpose": record.purpose,
+        "gate_reason": record.gate_reason,
         "created_at": rfc3339(record.created_at),
         "updated_at": rfc3339(record.updated_at),
     })

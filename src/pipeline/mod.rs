@@ -3,6 +3,7 @@
 //! messages in order, writing replies to the outbox in the same transaction; the sender delivers
 //! the outbox; recovery re-announces anything a crash left behind.
 
+pub mod compose;
 pub mod recorder;
 pub mod recovery;
 pub mod sender;

@@ -11,8 +11,12 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
+use crate::consent::{GateDecision, GateRequest};
 use crate::retry::RetryPolicy;
 use crate::store::{OutboundJob, SendFailure};
+
+/// How long a message waits when the consent gate could not check it.
+const GATE_RETRY_MS: i64 = 1_000;
 
 /// How often the sender looks for due messages when nobody woke it.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -67,10 +71,16 @@ async fn deliver(state: &AppState, job: OutboundJob) {
         tracing::warn!(message.id = %job.id, attempts = job.attempts, "retrying a send whose earlier attempt vanished mid-call; the prospect may receive it twice");
     }
     let channel = job.channel;
+    if !passes_gate(state, &job).await {
+        return;
+    }
     let outcome = crate::channels::outbound::send(state, &job)
         .await
         .map(|accepted| (accepted.provider_id, accepted.status))
-        .map_err(|refused| (refused.failure, refused.retry_after));
+        .map_err(|refused| {
+            let retry = refused.retryable.then_some(refused.retry_after);
+            (refused.failure, retry)
+        });
     let now = state.clock.now_ms();
     let recorded = match outcome {
         Ok((provider_id, status)) => {
@@ -109,6 +119,7 @@ async fn deliver(state: &AppState, job: OutboundJob) {
     };
     match recorded {
         Ok(()) => {
+            // Live listeners see it now; for the web channel this is the delivery itself.
             if let Ok(Some(record)) = state.store.message(job.id).await {
                 super::worker::publish(state, job.conversation_id, &[record]).await;
             }
@@ -118,4 +129,53 @@ async fn deliver(state: &AppState, job: OutboundJob) {
             tracing::error!(message.id = %job.id, error = %err, "could not record a send outcome");
         }
     }
+}
+
+/// The consent gate, right before the provider call. A deferred message is released until its
+/// time, a refused one is recorded `blocked`, and when the gate cannot decide (the store is
+/// unreachable) nothing is sent: the message is retried shortly.
+async fn passes_gate(state: &AppState, job: &OutboundJob) -> bool {
+    let now = state.clock.now_ms();
+    let request = GateRequest {
+        tenant: &job.tenant,
+        contact: job.contact_id,
+        channel: job.channel,
+        address: &job.address,
+        purpose: job.purpose,
+        template: job.template.is_some(),
+    };
+    let recorded = match state.consent.gate(request, now).await {
+        Ok(GateDecision::Send) => return true,
+        Ok(GateDecision::Defer { until_ms, reason }) => {
+            state.metrics.send(job.channel.as_str(), "deferred");
+            tracing::info!(message.id = %job.id, reason = reason.as_str(), "send deferred by the consent gate");
+            state
+                .store
+                .defer_outbound(job.id, until_ms, reason.as_str(), now)
+                .await
+        }
+        Ok(GateDecision::Refuse(reason)) => {
+            state.metrics.send(job.channel.as_str(), "blocked");
+            tracing::info!(message.id = %job.id, reason = reason.as_str(), "send refused by the consent gate");
+            state
+                .store
+                .block_outbound(job.id, reason.as_str(), reason.explain(), now)
+                .await
+        }
+        Err(err) => {
+            tracing::warn!(message.id = %job.id, error = %err, "consent gate unavailable; the message waits");
+            let failure = SendFailure {
+                code: None,
+                detail: "the consent gate could not check this message".to_owned(),
+            };
+            state
+                .store
+                .schedule_retry(job.id, now + GATE_RETRY_MS, &failure, now)
+                .await
+        }
+    };
+    if let Err(err) = recorded {
+        tracing::error!(message.id = %job.id, error = %err, "could not record the consent gate's decision; the lease will expire");
+    }
+    false
 }

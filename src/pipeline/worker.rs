@@ -11,11 +11,17 @@ use tokio_util::sync::CancellationToken;
 use crate::agents::ReplyContext;
 use crate::app::AppState;
 use crate::channels::whatsapp::split_message;
+use crate::consent::{
+    ConsentAction, ConsentCommand, ConsentSource, ContactFacts, GateDecision, GateRequest,
+    MatchKind, NewConsentEvent, Purpose,
+};
 use crate::domain::{
     Author, Channel, ConversationId, DeliveryStatus, Direction, MessageContent, MessageId,
 };
 use crate::memory::{Turn, TurnRole};
-use crate::store::{Completion, ConversationRecord, MessageRecord, NewReply, PendingInbound};
+use crate::store::{
+    Completion, ConversationRecord, LedgerEntry, MessageRecord, NewReply, PendingInbound,
+};
 
 /// Pending messages read per round trip.
 const PENDING_PAGE: i64 = 32;
@@ -89,7 +95,7 @@ async fn handle_message(
     if conversation.channel == Channel::Whatsapp {
         mark_read_with_typing(state, conversation, &message);
     }
-    let completion = decide(state, conversation, &message).await;
+    let completion = decide(state, conversation, &message).await?;
     let now = state.clock.now_ms();
     let committed = state
         .store
@@ -123,32 +129,33 @@ async fn handle_message(
     Ok(())
 }
 
-/// What to do with one message: the intent, and the reply if the bot answers.
+/// What to do with one message: consent commands first (STOP, START, HELP, whoever owns the
+/// conversation), then the bot's intent and reply if the bot owns it. Every reply passes the
+/// consent gate before it is queued.
 async fn decide(
     state: &AppState,
     conversation: &ConversationRecord,
     message: &PendingInbound,
-) -> Completion {
-    if conversation.state != "bot" {
-        // A person owns the conversation (or it waits for one): the bot stays quiet.
-        return Completion {
-            answered: false,
-            intent: None,
-            confidence: None,
-            replies: Vec::new(),
-        };
+) -> anyhow::Result<Completion> {
+    let tenant = &conversation.tenant;
+    let policy = state.consent.policy(tenant).clone();
+    let opted_out = state
+        .consent
+        .is_opted_out(tenant, conversation.contact_id, conversation.channel)
+        .await?;
+    let text = message
+        .content
+        .text()
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let mut command = text.and_then(|t| policy.vocabulary.command(t));
+    if matches!(command, Some(ConsentCommand::OptIn { .. })) && !opted_out {
+        // "Yes" from a subscribed contact is conversation, not consent.
+        command = None;
     }
-    let business = state
-        .config
-        .tenant(&conversation.tenant)
-        .map(|t| t.name.as_str())
-        .unwrap_or("us");
-    let context = ReplyContext {
-        business,
-        name: conversation.display_name.as_deref().unwrap_or(""),
-    };
-    let (intent, confidence, reply) = match message.content.text() {
-        Some(text) if !text.trim().is_empty() => {
+    // The classifier runs once: for the opt-out path and, if the bot answers, for its reply.
+    let prediction = match (text, &command) {
+        (Some(text), None) => {
             let prediction = state.intents.detect(text).await;
             state.metrics.intent(
                 prediction.source.as_str(),
@@ -158,46 +165,183 @@ async fn decide(
                     "abstained"
                 },
             );
+            if policy.vocabulary.classifier_opt_out(
+                text,
+                prediction.intent.as_deref(),
+                prediction.confidence,
+            ) {
+                command = Some(ConsentCommand::OptOut {
+                    how: MatchKind::Classifier,
+                    matched: "opt_out".to_owned(),
+                });
+            }
+            Some(prediction)
+        }
+        _ => None,
+    };
+    let ledger = |action: ConsentAction, source: ConsentSource, matched: &str| LedgerEntry {
+        subject: state.consent.subject(tenant, conversation.contact_id),
+        event: NewConsentEvent {
+            tenant: tenant.clone(),
+            contact: conversation.contact_id,
+            channel: conversation.channel,
+            action,
+            source,
+            proof: Some(message.id.to_string()),
+            detail: Some(matched.to_owned()),
+            at_ms: state.clock.now_ms(),
+        },
+    };
+    let mut completion = Completion {
+        answered: true,
+        intent: None,
+        confidence: None,
+        replies: Vec::new(),
+        consent: None,
+    };
+    match command {
+        Some(ConsentCommand::OptOut { how, matched }) => {
+            completion.intent = Some("opt_out".to_owned());
+            if !opted_out {
+                // A second STOP changes nothing and gets no second confirmation.
+                let source = match how {
+                    MatchKind::Keyword => ConsentSource::Keyword,
+                    MatchKind::Phrase => ConsentSource::Phrase,
+                    MatchKind::Classifier => ConsentSource::Classifier,
+                };
+                completion.consent = Some(ledger(ConsentAction::OptOut, source, &matched));
+                completion.replies = replies(
+                    state,
+                    conversation,
+                    message,
+                    true,
+                    Purpose::OptOutConfirmation,
+                    &policy.opt_out_confirmation(),
+                );
+            }
+            tracing::info!(conversation.id = %conversation.id, message.id = %message.id, already = opted_out, "opt-out request");
+            return Ok(completion);
+        }
+        Some(ConsentCommand::OptIn { matched }) if opted_out => {
+            completion.intent = Some("opt_in".to_owned());
+            completion.consent = Some(ledger(
+                ConsentAction::OptIn,
+                ConsentSource::Keyword,
+                &matched,
+            ));
+            completion.replies = replies(
+                state,
+                conversation,
+                message,
+                false,
+                Purpose::Reply,
+                &policy.opt_in_confirmation(),
+            );
+            tracing::info!(conversation.id = %conversation.id, message.id = %message.id, "opt-in");
+            return Ok(completion);
+        }
+        Some(ConsentCommand::Help { matched }) => {
+            completion.intent = Some("help".to_owned());
+            completion.consent = Some(ledger(
+                ConsentAction::Help,
+                ConsentSource::Keyword,
+                &matched,
+            ));
+            completion.replies = replies(
+                state,
+                conversation,
+                message,
+                opted_out,
+                Purpose::Reply,
+                &policy.help_text(),
+            );
+            return Ok(completion);
+        }
+        _ => {}
+    }
+    if conversation.state != "bot" || opted_out {
+        // A person owns the conversation (or it waits for one), or the contact opted out and
+        // hears nothing more: the bot stays quiet.
+        completion.answered = false;
+        completion.intent = prediction.as_ref().and_then(|p| p.intent.clone());
+        completion.confidence = prediction.as_ref().map(|p| f64::from(p.confidence));
+        return Ok(completion);
+    }
+    let business = policy.business.as_str();
+    let context = ReplyContext {
+        business,
+        name: conversation.display_name.as_deref().unwrap_or(""),
+    };
+    let reply = match prediction {
+        Some(prediction) => {
             let reply = state
                 .replies
                 .reply_for(prediction.intent.as_deref(), &context);
-            (
-                Some(prediction.intent.unwrap_or_else(|| "abstain".to_owned())),
-                Some(f64::from(prediction.confidence)),
-                reply,
-            )
+            completion.intent = Some(prediction.intent.unwrap_or_else(|| "abstain".to_owned()));
+            completion.confidence = Some(f64::from(prediction.confidence));
+            reply
         }
-        _ => {
-            let reply = match &message.content {
-                MessageContent::Media { .. }
-                | MessageContent::Location { .. }
-                | MessageContent::Contacts { .. }
-                | MessageContent::Unsupported { .. } => {
-                    state.replies.reply_for(Some("media"), &context)
-                }
-                _ => state.replies.reply_for(None, &context),
-            };
-            (None, None, reply)
-        }
+        None => match &message.content {
+            MessageContent::Media { .. }
+            | MessageContent::Location { .. }
+            | MessageContent::Contacts { .. }
+            | MessageContent::Unsupported { .. } => {
+                state.replies.reply_for(Some("media"), &context)
+            }
+            _ => state.replies.reply_for(None, &context),
+        },
     };
+    completion.replies = replies(state, conversation, message, false, Purpose::Reply, &reply);
+    Ok(completion)
+}
+
+/// A reply split for its channel, each part checked by the consent gate as it is queued.
+fn replies(
+    state: &AppState,
+    conversation: &ConversationRecord,
+    message: &PendingInbound,
+    opted_out: bool,
+    purpose: Purpose,
+    text: &str,
+) -> Vec<NewReply> {
     let parts = match conversation.channel {
-        Channel::Whatsapp | Channel::Waha => split_message(&reply, WHATSAPP_TEXT_LIMIT),
-        Channel::Twilio => split_message(&reply, TWILIO_TEXT_LIMIT),
-        _ => vec![reply],
+        Channel::Whatsapp | Channel::Waha => split_message(text, WHATSAPP_TEXT_LIMIT),
+        Channel::Twilio => split_message(text, TWILIO_TEXT_LIMIT),
+        _ => vec![text.to_owned()],
     };
-    Completion {
-        answered: true,
-        intent,
-        confidence,
-        replies: parts
-            .into_iter()
-            .filter(|p| !p.trim().is_empty())
-            .map(|text| NewReply {
-                id: MessageId::new(),
-                text,
-            })
-            .collect(),
-    }
+    let policy = state.consent.policy(&conversation.tenant);
+    let request = GateRequest {
+        tenant: &conversation.tenant,
+        contact: conversation.contact_id,
+        channel: conversation.channel,
+        address: &conversation.address,
+        purpose,
+        template: false,
+    };
+    let facts = ContactFacts {
+        opted_out,
+        last_inbound_at_ms: Some(message.recorded_at_ms),
+        recent_proactive: 0,
+    };
+    let blocked = match state
+        .consent
+        .decide(request, facts, &policy.zone, state.clock.now_ms())
+    {
+        GateDecision::Refuse(reason) => Some(reason),
+        // Replies are never deferred; a deferral would come from a policy change, and the
+        // sender asks the gate again before sending anyway.
+        GateDecision::Send | GateDecision::Defer { .. } => None,
+    };
+    parts
+        .into_iter()
+        .filter(|p| !p.trim().is_empty())
+        .map(|text| NewReply {
+            id: MessageId::new(),
+            text,
+            purpose,
+            blocked,
+        })
+        .collect()
 }
 
 /// Tells the prospect their message was read and a reply is being typed. Best effort, off the
@@ -270,10 +414,19 @@ fn records_of(
         intent: completion.intent.clone(),
         confidence: completion.confidence,
         error_code: None,
+        purpose: None,
+        gate_reason: None,
         created_at: message.recorded_at_ms,
         updated_at: now,
     };
-    let replies = completion.replies.iter().map(|reply| MessageRecord {
+    // Replies are shown live once queued, except on the web channel, where showing them is the
+    // delivery itself: the sender publishes those after the consent gate lets them through.
+    // Blocked replies are never shown to the prospect.
+    let shown = completion
+        .replies
+        .iter()
+        .filter(|r| conversation.channel != Channel::Web && r.blocked.is_none());
+    let replies = shown.map(|reply| MessageRecord {
         id: reply.id,
         conversation_id: conversation.id,
         direction: Direction::Outbound,
@@ -284,6 +437,8 @@ fn records_of(
         intent: completion.intent.clone(),
         confidence: completion.confidence,
         error_code: None,
+        purpose: Some(reply.purpose.as_str().to_owned()),
+        gate_reason: None,
         created_at: now,
         updated_at: now,
     });

@@ -8,8 +8,10 @@ use sqlx::QueryBuilder;
 
 use super::records::{PendingRow, convert};
 use super::{PendingInbound, Store, StoreError, on_pool};
+use crate::consent::{GateReason, NewConsentEvent, Purpose};
 use crate::domain::{
-    ContactId, ConversationId, InboundMessage, MessageContent, MessageId, StatusUpdate,
+    ContactId, ConversationId, DeliveryStatus, InboundMessage, MessageContent, MessageId,
+    StatusUpdate,
 };
 use crate::store::ConversationRecord;
 
@@ -53,6 +55,17 @@ impl RecordOutcome {
 pub struct NewReply {
     pub id: MessageId,
     pub text: String,
+    pub purpose: Purpose,
+    /// The consent gate refused it when it was queued: it is recorded `blocked`, never sent.
+    pub blocked: Option<GateReason>,
+}
+
+/// A consent event to append in the same transaction as the message's completion.
+#[derive(Debug, Clone)]
+pub struct LedgerEntry {
+    /// The contact's name in the ledger (a keyed hash).
+    pub subject: String,
+    pub event: NewConsentEvent,
 }
 
 /// How a worker finished with an inbound message.
@@ -65,6 +78,8 @@ pub struct Completion {
     pub confidence: Option<f64>,
     /// Bot replies, in order; a long answer may be several parts.
     pub replies: Vec<NewReply>,
+    /// A consent change the message made (STOP, START, HELP).
+    pub consent: Option<LedgerEntry>,
 }
 
 struct Prepared<'a> {
@@ -294,9 +309,14 @@ impl Store {
             }
             if !replies.is_empty() {
                 let mut insert = QueryBuilder::<Db>::new(
-                    "INSERT INTO messages (id, tenant_id, conversation_id, channel, direction, author, kind, address, body, content, sent_at, intent, confidence, in_reply_to, part, status, status_rank, attempts, next_attempt_at, created_at, updated_at) ",
+                    "INSERT INTO messages (id, tenant_id, conversation_id, channel, direction, author, kind, address, body, content, sent_at, intent, confidence, in_reply_to, part, purpose, gate_reason, error_detail, status, status_rank, attempts, next_attempt_at, created_at, updated_at) ",
                 );
                 insert.push_values(&replies, |mut row, (part, reply, content)| {
+                    let status = if reply.blocked.is_some() {
+                        DeliveryStatus::Blocked
+                    } else {
+                        DeliveryStatus::Queued
+                    };
                     row.push_bind(reply.id.to_string())
                         .push_bind(conversation.tenant.as_str())
                         .push_bind(&conversation_id)
@@ -312,8 +332,11 @@ impl Store {
                         .push_bind(completion.confidence)
                         .push_bind(&message)
                         .push_bind(*part as i32)
-                        .push_bind("queued")
-                        .push_bind(0_i32)
+                        .push_bind(reply.purpose.as_str())
+                        .push_bind(reply.blocked.map(GateReason::as_str))
+                        .push_bind(reply.blocked.map(GateReason::explain))
+                        .push_bind(status.as_str())
+                        .push_bind(status.rank() as i32)
                         .push_bind(0_i32)
                         .push_bind(now)
                         .push_bind(now)
@@ -321,6 +344,9 @@ impl Store {
                 });
                 insert.push(" ON CONFLICT DO NOTHING");
                 insert.build().execute(&mut *tx).await?;
+            }
+            if let Some(entry) = &completion.consent {
+                super::consent::insert_consent_event!(tx, &entry.subject, &entry.event)?;
             }
             sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
                 .bind(now)

@@ -8,6 +8,7 @@
 //! once instead of failing a lock upgrade.
 
 mod channels;
+mod consent;
 mod conversations;
 mod inbound;
 mod outbox;
@@ -23,7 +24,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use channels::{EmailRecord, SessionState};
-pub use inbound::{Completion, Inserted, NewReply, RecordOutcome};
+pub use consent::{ConsentExportRow, ContactRecord, GateFactsRow, NewOutbound};
+pub use inbound::{Completion, Inserted, LedgerEntry, NewReply, RecordOutcome};
 pub use outbox::{OutboundJob, SendFailure};
 pub use records::{ConversationRecord, MessageRecord, PendingInbound};
 

@@ -6,8 +6,9 @@
 
 use super::records::{parse_channel, parse_uuid};
 use super::{Store, StoreError, on_pool};
+use crate::consent::Purpose;
 use crate::domain::{
-    Channel, ConversationId, DeliveryStatus, MessageId, ProviderMessageId, TenantId,
+    Channel, ContactId, ConversationId, DeliveryStatus, MessageId, ProviderMessageId, TenantId,
 };
 
 /// An outbound message claimed for delivery.
@@ -24,6 +25,12 @@ pub struct OutboundJob {
     pub attempts: i32,
     /// An earlier claim ended without a recorded outcome: its sender died mid-call.
     pub previous_attempt_vanished: bool,
+    /// The contact it goes to (for the consent gate).
+    pub contact_id: ContactId,
+    /// Why it is sent (reply, proactive, opt-out confirmation).
+    pub purpose: Purpose,
+    /// The approved template it uses, as stored (`{"name","language","params"}`).
+    pub template: Option<serde_json::Value>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -36,6 +43,9 @@ struct JobRow {
     body: Option<String>,
     attempts: i32,
     error_detail: Option<String>,
+    contact_id: Option<String>,
+    purpose: Option<String>,
+    template: Option<String>,
 }
 
 /// Why a delivery attempt did not succeed, as recorded on the message.
@@ -57,8 +67,8 @@ const CLAIM_CANDIDATES: &str = "
     ORDER BY m.seq
     LIMIT $3";
 
-const CLAIM_RETURNING: &str =
-    " RETURNING id, tenant_id, conversation_id, channel, address, body, attempts, error_detail";
+const CLAIM_RETURNING: &str = " RETURNING id, tenant_id, conversation_id, channel, address, body, attempts, error_detail, purpose, template,
+    (SELECT c.contact_id FROM conversations c WHERE c.id = messages.conversation_id) AS contact_id";
 
 impl Store {
     /// Claims up to `limit` due outbound messages (at most one per conversation) for `lease_ms`.
@@ -101,6 +111,25 @@ impl Store {
                     text: row.body.unwrap_or_default(),
                     attempts: row.attempts,
                     previous_attempt_vanished: row.attempts > 1 && row.error_detail.is_none(),
+                    contact_id: ContactId(parse_uuid(row.contact_id.as_deref().ok_or_else(
+                        || StoreError::Corrupt("an outbound message without a conversation".into()),
+                    )?)?),
+                    // Rows from before purposes were recorded are bot replies.
+                    purpose: row
+                        .purpose
+                        .as_deref()
+                        .map(|p| {
+                            Purpose::parse(p)
+                                .ok_or_else(|| StoreError::Corrupt(format!("purpose `{p}`")))
+                        })
+                        .transpose()?
+                        .unwrap_or(Purpose::Reply),
+                    template: row
+                        .template
+                        .as_deref()
+                        .map(serde_json::from_str)
+                        .transpose()
+                        .map_err(|e| StoreError::Corrupt(format!("template: {e}")))?,
                 })
             })
             .collect()

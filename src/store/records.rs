@@ -118,6 +118,10 @@ pub struct MessageRecord {
     pub intent: Option<String>,
     pub confidence: Option<f64>,
     pub error_code: Option<i64>,
+    /// Outbound: reply, proactive or opt_out_confirmation.
+    pub purpose: Option<String>,
+    /// Outbound: why the consent gate refused or deferred it.
+    pub gate_reason: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -134,6 +138,8 @@ pub(super) struct MessageRow {
     intent: Option<String>,
     confidence: Option<f64>,
     error_code: Option<i64>,
+    purpose: Option<String>,
+    gate_reason: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
@@ -161,6 +167,8 @@ impl TryFrom<MessageRow> for MessageRecord {
             intent: row.intent,
             confidence: row.confidence,
             error_code: row.error_code,
+            purpose: row.purpose,
+            gate_reason: row.gate_reason,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })

@@ -1,6 +1,7 @@
 //! The record store's conformance suite: every test body runs against SQLite and PostgreSQL
 //! (`PARLEY_TEST_DATABASE_URL`, one schema per test).
 
+use parley::consent::Purpose;
 use parley::domain::{
     Channel, ConversationId, DeliveryStatus, InboundMessage, MessageContent, MessageId,
     ProviderError, ProviderMessageId, StatusUpdate, TenantId,
@@ -88,7 +89,10 @@ fn reply(text: &str) -> Completion {
         replies: vec![NewReply {
             id: MessageId::new(),
             text: text.to_owned(),
+            purpose: Purpose::Reply,
+            blocked: None,
         }],
+        consent: None,
     }
 }
 
