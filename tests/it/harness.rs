@@ -12,6 +12,8 @@ use parley::app::{App, BuildOptions};
 use parley::channels::whatsapp::sign;
 use parley::config::Config;
 use parley::testkit::fake_graph::FakeGraph;
+use parley::testkit::fake_twilio::FakeTwilio;
+use parley::testkit::fake_waha::FakeWaha;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +25,31 @@ pub const VERIFY_TOKEN: &str = "test-verify-token";
 pub const PHONE_NUMBER_ID: &str = "106540352242922";
 pub const ACCESS_TOKEN: &str = "test-access-token";
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const TWILIO_ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
+pub const TWILIO_AUTH_TOKEN: &str = "test-twilio-auth-token";
+/// The URL Twilio is configured to call (what its signatures cover).
+pub const TWILIO_WEBHOOK_URL: &str = "https://parley.example.com/webhooks/twilio";
+pub const TWILIO_NUMBER: &str = "+14155238886";
+pub const WAHA_API_KEY: &str = "test-waha-api-key";
+pub const WAHA_HMAC_KEY: &str = "test-waha-hmac-key";
+
+/// The provider fakes a test server talks to; kept across a restart.
+#[derive(Clone)]
+pub struct Fakes {
+    pub graph: Arc<FakeGraph>,
+    pub twilio: Arc<FakeTwilio>,
+    pub waha: Arc<FakeWaha>,
+}
+
+impl Fakes {
+    pub async fn start() -> Self {
+        Self {
+            graph: Arc::new(FakeGraph::start().await.unwrap()),
+            twilio: Arc::new(FakeTwilio::start().await.unwrap()),
+            waha: Arc::new(FakeWaha::start(WAHA_API_KEY).await.unwrap()),
+        }
+    }
+}
 
 /// Which backends the server runs on.
 #[derive(Debug, Clone)]
@@ -57,6 +84,7 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub graph: Arc<FakeGraph>,
+    pub fakes: Fakes,
     pub data_dir: PathBuf,
     backends: Backends,
     _dir: Option<tempfile::TempDir>,
@@ -88,16 +116,16 @@ impl TestApp {
     pub async fn start(spawn: Spawn) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().to_path_buf();
-        let graph = Arc::new(FakeGraph::start().await.unwrap());
-        Self::start_on(spawn, data_dir, Some(dir), graph).await
+        Self::start_on(spawn, data_dir, Some(dir), Fakes::start().await).await
     }
 
     async fn start_on(
         spawn: Spawn,
         data_dir: PathBuf,
         dir: Option<tempfile::TempDir>,
-        graph: Arc<FakeGraph>,
+        fakes: Fakes,
     ) -> Self {
+        let graph = fakes.graph.clone();
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         let manifest = env!("CARGO_MANIFEST_DIR");
         for (k, v) in [
@@ -112,6 +140,14 @@ impl TestApp {
             ("WHATSAPP_ACCESS_TOKEN", ACCESS_TOKEN.to_owned()),
             ("WHATSAPP_API_BASE", graph.base_url()),
             ("PARLEY_CONFIG", format!("{manifest}/tests/data/empty.toml")),
+            ("TWILIO_ACCOUNT_SID", TWILIO_ACCOUNT_SID.to_owned()),
+            ("TWILIO_AUTH_TOKEN", TWILIO_AUTH_TOKEN.to_owned()),
+            ("TWILIO_API_BASE", fakes.twilio.base_url()),
+            ("TWILIO_WEBHOOK_URL", TWILIO_WEBHOOK_URL.to_owned()),
+            ("TWILIO_FROM_NUMBER", TWILIO_NUMBER.to_owned()),
+            ("WAHA_URL", fakes.waha.base_url()),
+            ("WAHA_API_KEY", WAHA_API_KEY.to_owned()),
+            ("WAHA_HMAC_KEY", WAHA_HMAC_KEY.to_owned()),
         ] {
             env.insert(k.to_owned(), v);
         }
@@ -146,6 +182,7 @@ impl TestApp {
             base,
             http: reqwest::Client::new(),
             graph,
+            fakes,
             data_dir,
             backends: spawn.backends,
             _dir: dir,
@@ -167,8 +204,8 @@ impl TestApp {
             extra_env: Vec::new(),
         };
         let dir = self._dir.take();
-        let graph = self.graph.clone();
-        Self::start_on(spawn, self.data_dir.clone(), dir, graph).await
+        let fakes = self.fakes.clone();
+        Self::start_on(spawn, self.data_dir.clone(), dir, fakes).await
     }
 
     /// Stops gracefully (like SIGTERM) and returns how the server ended.
