@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::auth::{require_admin, require_conversation_access};
 use super::{message_json, rfc3339};
 use crate::app::AppState;
-use crate::domain::{ConversationId, TenantId};
+use crate::domain::{ConversationId, Direction, TenantId};
 use crate::error::AppError;
 use crate::pipeline::worker::conversation_topic;
 
@@ -96,7 +96,18 @@ async fn messages(
             return Err(AppError::not_found("no such conversation"));
         }
     }
-    let messages: Vec<Value> = records.iter().map(message_json).collect();
+    let is_staff = crate::http::auth::is_admin(&state, &headers);
+    let messages: Vec<Value> = records
+        .iter()
+        // A visitor sees what was delivered to them: not replies still waiting for the consent
+        // gate, nor ones it refused.
+        .filter(|m| {
+            is_staff
+                || m.direction == Direction::Inbound
+                || !matches!(m.status.as_str(), "queued" | "blocked")
+        })
+        .map(message_json)
+        .collect();
     Ok(Json(json!({ "messages": messages })))
 }
 

@@ -263,7 +263,9 @@ async fn decide(
         // A person owns the conversation (or it waits for one), or the contact opted out and
         // hears nothing more: the bot stays quiet.
         completion.answered = false;
-        completion.intent = prediction.as_ref().and_then(|p| p.intent.clone());
+        completion.intent = prediction
+            .as_ref()
+            .map(|p| p.intent.clone().unwrap_or_else(|| "abstain".to_owned()));
         completion.confidence = prediction.as_ref().map(|p| f64::from(p.confidence));
         return Ok(completion);
     }

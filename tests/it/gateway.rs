@@ -8,31 +8,9 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use crate::harness::{
-    APP_SECRET, Backends, PHONE_NUMBER_ID, Spawn, TestApp, VERIFY_TOKEN, whatsapp_conversation,
-    whatsapp_texts,
+    APP_SECRET, Backends, PHONE_NUMBER_ID, Spawn, TestApp, VERIFY_TOKEN, on_both_backends,
+    whatsapp_conversation, whatsapp_texts,
 };
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backends::Embedded).await;
-                }
-            )*
-        }
-        mod postgres_redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(backends) = super::Backends::servers() else { return };
-                    super::$name(backends).await;
-                }
-            )*
-        }
-    };
-}
 
 on_both_backends!(
     a_text_message_gets_exactly_one_reply_through_the_graph_api,

@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parley::app::{App, BuildOptions};
+use parley::app::{App, AppState, BuildOptions};
 use parley::channels::whatsapp::sign;
 use parley::config::Config;
+use parley::domain::Clock;
 use parley::testkit::fake_graph::FakeGraph;
 use parley::testkit::fake_twilio::FakeTwilio;
 use parley::testkit::fake_waha::FakeWaha;
@@ -51,6 +52,32 @@ impl Fakes {
     }
 }
 
+/// Runs each named `async fn(Backends)` twice: on embedded backends (SQLite, in-process) and on
+/// PostgreSQL and Redis (skipped with a reason, or failing under `PARLEY_REQUIRE_SERVICES=1`,
+/// when those are not configured).
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backends::Embedded).await;
+                }
+            )*
+        }
+        mod postgres_redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(backends) = super::Backends::servers() else { return };
+                    super::$name(backends).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
 /// Which backends the server runs on.
 #[derive(Debug, Clone)]
 pub enum Backends {
@@ -86,7 +113,10 @@ pub struct TestApp {
     pub graph: Arc<FakeGraph>,
     pub fakes: Fakes,
     pub data_dir: PathBuf,
+    /// The running application's shared state (its store, consent, clock).
+    pub state: Arc<AppState>,
     backends: Backends,
+    clock: Option<Arc<dyn Clock>>,
     _dir: Option<tempfile::TempDir>,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
@@ -96,6 +126,8 @@ pub struct Spawn {
     pub backends: Backends,
     pub background_tasks: bool,
     pub extra_env: Vec<(String, String)>,
+    /// The clock the server reads (the system clock when `None`).
+    pub clock: Option<Arc<dyn Clock>>,
 }
 
 impl Spawn {
@@ -104,7 +136,18 @@ impl Spawn {
             backends,
             background_tasks: true,
             extra_env: Vec::new(),
+            clock: None,
         }
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.extra_env.push((key.to_owned(), value.to_owned()));
+        self
     }
 }
 
@@ -155,6 +198,9 @@ impl TestApp {
             background_tasks: spawn.background_tasks,
             ..BuildOptions::default()
         };
+        if let Some(clock) = &spawn.clock {
+            options.clock = clock.clone();
+        }
         if let Backends::Servers {
             database_url,
             schema,
@@ -176,6 +222,7 @@ impl TestApp {
             .await
             .expect("app builds");
         let base = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state();
         let shutdown = app.shutdown_token();
         let handle = tokio::spawn(app.run_until_stopped());
         TestApp {
@@ -185,6 +232,8 @@ impl TestApp {
             fakes,
             data_dir,
             backends: spawn.backends,
+            clock: spawn.clock,
+            state,
             _dir: dir,
             shutdown,
             handle: Some(handle),
@@ -202,6 +251,7 @@ impl TestApp {
             backends: self.backends.clone(),
             background_tasks,
             extra_env: Vec::new(),
+            clock: self.clock.clone(),
         };
         let dir = self._dir.take();
         let fakes = self.fakes.clone();
@@ -249,6 +299,23 @@ impl TestApp {
             response.status()
         );
         response.json().await.unwrap()
+    }
+
+    /// A text response from an admin GET (CSV exports).
+    pub async fn admin_get_text(&self, path: &str) -> String {
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response.text().await.unwrap()
     }
 
     /// The messages of a conversation, as staff see them.

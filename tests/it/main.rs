@@ -4,6 +4,8 @@ mod backends_broadcast;
 mod backends_memory;
 mod backends_queue;
 mod common;
+mod consent;
+mod consent_ledger;
 mod gateway;
 mod harness;
 mod intents;

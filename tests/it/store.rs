@@ -46,6 +46,7 @@ macro_rules! store_suite {
         }
     };
 }
+pub(crate) use store_suite;
 
 store_suite!(
     recording_the_same_provider_message_twice_keeps_one,
