@@ -10,4 +10,5 @@ mod gateway;
 mod harness;
 mod intents;
 mod store;
+mod twilio;
 mod whatsapp;
