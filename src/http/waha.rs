@@ -85,3 +85,33 @@ async fn receive(
     }
     Ok(StatusCode::OK)
 }
+
+/// The WAHA check of `/readyz` when `WAHA_URL` is set: `unavailable` while any session's last
+/// reported state is `FAILED` or `STOPPED`, with every session's state. WhatsApp through WAHA
+/// being down does not make the replica unready (email, web chat and other channels still
+/// work), so it does not change the overall status.
+pub async fn readiness(state: &AppState) -> Option<serde_json::Value> {
+    state.config.waha.url.as_ref()?;
+    let check = match state.store.session_states(Channel::Waha).await {
+        Ok(sessions) => {
+            let down = sessions.iter().any(|s| session_is_down(&s.status));
+            if down {
+                tracing::warn!("readiness: a WAHA session is down");
+            }
+            serde_json::json!({
+                "status": if down { "unavailable" } else { "ok" },
+                "sessions": sessions.iter().map(|s| serde_json::json!({
+                    "tenant": s.tenant,
+                    "session": s.session,
+                    "status": s.status,
+                    "updated_at": super::rfc3339(s.updated_at),
+                })).collect::<Vec<_>>(),
+            })
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness: WAHA session states unavailable");
+            serde_json::json!({ "status": "unknown" })
+        }
+    };
+    Some(check)
+}

@@ -11,4 +11,5 @@ mod harness;
 mod intents;
 mod store;
 mod twilio;
+mod waha;
 mod whatsapp;
