@@ -8,3 +8,4 @@ pub mod fake_waha;
 mod recorded;
 
 pub use recorded::ScriptedFailure;
+pub mod capture;
