@@ -52,10 +52,7 @@ pub async fn send(state: &AppState, job: &OutboundJob) -> Result<Accepted, Refus
         Channel::Whatsapp => send_whatsapp(state, job).await,
         Channel::Twilio => send_twilio(state, job).await,
         Channel::Waha => send_waha(state, job).await,
-        other => Err(Refused::permanent(
-            None,
-            format!("the {other} channel cannot send yet"),
-        )),
+        Channel::Email => send_email(state, job).await,
     }
 }
 
@@ -183,5 +180,93 @@ async fn send_whatsapp(state: &AppState, job: &OutboundJob) -> Result<Accepted, 
             code: err.code,
             detail: err.to_string(),
         },
+    })
+}
+
+async fn send_email(state: &AppState, job: &OutboundJob) -> Result<Accepted, Refused> {
+    use crate::channels::email::{OutgoingEmail, plus_address, reply_subject};
+    let Some(smtp) = &state.smtp else {
+        return Err(Refused::permanent(None, "SMTP is not configured (SMTP_URL)"));
+    };
+    let Some(from) = state
+        .config
+        .tenant(&job.tenant)
+        .and_then(|t| t.channels.email_from.as_ref())
+    else {
+        return Err(Refused::permanent(
+            None,
+            "no email address is configured for this tenant (EMAIL_FROM)",
+        ));
+    };
+    let store_failure = |err: crate::store::StoreError| Refused {
+        failure: SendFailure {
+            code: None,
+            detail: format!("the thread could not be read: {err}"),
+        },
+        retryable: true,
+        retry_after: None,
+    };
+    let parent = state
+        .store
+        .latest_inbound_email(job.conversation_id)
+        .await
+        .map_err(store_failure)?;
+    let domain = from.email.domain().to_owned();
+    // Derived from the outbox id: a retried send repeats the same Message-ID.
+    let message_id = format!("{}@{domain}", job.id.0.simple());
+    let mut references = parent
+        .as_ref()
+        .map(|p| p.references.clone())
+        .unwrap_or_default();
+    if let Some(parent) = &parent {
+        references.push(parent.message_id.clone());
+    }
+    let contact = crate::domain::ContactId::derive(&job.tenant, Channel::Email, &job.address);
+    let unsubscribe_url = state.config.email.public_url.as_ref().map(|base| {
+        format!(
+            "{base}/unsubscribe/{}",
+            state.unsubscribe.token(&job.tenant, contact)
+        )
+    });
+    let email = OutgoingEmail {
+        from,
+        to: &job.address,
+        reply_to: Some(plus_address(&from.email.to_string(), job.conversation_id)),
+        subject: reply_subject(parent.as_ref().and_then(|p| p.subject.as_deref())),
+        message_id: &message_id,
+        in_reply_to: parent.as_ref().map(|p| p.message_id.as_str()),
+        references: &references,
+        text: &job.text,
+        unsubscribe_url,
+    };
+    smtp.send(&email).await.map_err(|err| Refused {
+        retryable: err.retryable,
+        retry_after: None,
+        failure: SendFailure {
+            code: err.code,
+            detail: err.to_string(),
+        },
+    })?;
+    // Remembered so a reply to this email threads back here even without References.
+    let thread = parent.as_ref().map(|p| p.thread.clone());
+    if let Some(thread) = thread {
+        let record = crate::store::EmailRecord {
+            tenant: job.tenant.clone(),
+            message_id: message_id.clone(),
+            conversation_id: job.conversation_id,
+            thread,
+            inbound: false,
+            subject: Some(email.subject.clone()),
+            references,
+            attachments: "[]".to_owned(),
+            created_at: state.clock.now_ms(),
+        };
+        if let Err(err) = state.store.record_email(&record).await {
+            tracing::warn!(message.id = %job.id, error = %err, "could not remember a sent email's Message-ID");
+        }
+    }
+    Ok(Accepted {
+        provider_id: ProviderMessageId::parse(&message_id).ok(),
+        status: DeliveryStatus::Sent,
     })
 }

@@ -5,6 +5,7 @@
 mod auth;
 mod consent;
 mod conversations;
+mod email;
 mod health;
 mod json;
 mod twilio;
@@ -51,6 +52,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(whatsapp::routes(&state))
         .merge(twilio::routes(&state))
         .merge(waha::routes(&state))
+        .merge(email::routes(&state))
         .merge(web::routes())
         .merge(conversations::routes())
         .merge(consent::routes())

@@ -9,3 +9,4 @@ mod recorded;
 
 pub use recorded::ScriptedFailure;
 pub mod capture;
+pub mod smtp_sink;

@@ -15,6 +15,7 @@ use parley::domain::Clock;
 use parley::testkit::fake_graph::FakeGraph;
 use parley::testkit::fake_twilio::FakeTwilio;
 use parley::testkit::fake_waha::FakeWaha;
+use parley::testkit::smtp_sink::SmtpSink;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +34,13 @@ pub const TWILIO_WEBHOOK_URL: &str = "https://parley.example.com/webhooks/twilio
 pub const TWILIO_NUMBER: &str = "+14155238886";
 pub const WAHA_API_KEY: &str = "test-waha-api-key";
 pub const WAHA_HMAC_KEY: &str = "test-waha-hmac-key";
+/// Mailgun's published test vector key (`vector_mailgun_signature.json`, the multimail fixture).
+pub const MAILGUN_SIGNING_KEY: &str = "foo";
+pub const EMAIL_WEBHOOK_SECRET: &str = "test-email-path-secret";
+pub const EMAIL_WEBHOOK_USER: &str = "postmark";
+pub const EMAIL_WEBHOOK_PASSWORD: &str = "test-email-password";
+pub const EMAIL_FROM: &str = "Skyline Habitat <hello@skyline.example>";
+pub const PUBLIC_URL: &str = "https://parley.example.com";
 
 /// The provider fakes a test server talks to; kept across a restart.
 #[derive(Clone)]
@@ -40,6 +48,7 @@ pub struct Fakes {
     pub graph: Arc<FakeGraph>,
     pub twilio: Arc<FakeTwilio>,
     pub waha: Arc<FakeWaha>,
+    pub smtp: Arc<SmtpSink>,
 }
 
 impl Fakes {
@@ -48,6 +57,7 @@ impl Fakes {
             graph: Arc::new(FakeGraph::start().await.unwrap()),
             twilio: Arc::new(FakeTwilio::start().await.unwrap()),
             waha: Arc::new(FakeWaha::start(WAHA_API_KEY).await.unwrap()),
+            smtp: Arc::new(SmtpSink::start().await.unwrap()),
         }
     }
 }
@@ -191,6 +201,13 @@ impl TestApp {
             ("WAHA_URL", fakes.waha.base_url()),
             ("WAHA_API_KEY", WAHA_API_KEY.to_owned()),
             ("WAHA_HMAC_KEY", WAHA_HMAC_KEY.to_owned()),
+            ("PARLEY_PUBLIC_URL", PUBLIC_URL.to_owned()),
+            ("SMTP_URL", fakes.smtp.url()),
+            ("EMAIL_FROM", EMAIL_FROM.to_owned()),
+            ("MAILGUN_SIGNING_KEY", MAILGUN_SIGNING_KEY.to_owned()),
+            ("EMAIL_WEBHOOK_SECRET", EMAIL_WEBHOOK_SECRET.to_owned()),
+            ("EMAIL_WEBHOOK_USER", EMAIL_WEBHOOK_USER.to_owned()),
+            ("EMAIL_WEBHOOK_PASSWORD", EMAIL_WEBHOOK_PASSWORD.to_owned()),
         ] {
             env.insert(k.to_owned(), v);
         }
