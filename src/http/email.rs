@@ -248,7 +248,7 @@ async fn record(
     let text = if email.reply_text.trim().is_empty() {
         email.subject.clone().unwrap_or_default()
     } else {
-        email.reply_text.clone()
+        email.reply_text.replace("\r\n", "\n")
     };
     let message = InboundMessage {
         tenant,

@@ -115,11 +115,12 @@ pub fn build(email: &OutgoingEmail<'_>) -> Result<Message, String> {
         builder = builder
             .header(ListUnsubscribe(format!("<{url}>")))
             .header(ListUnsubscribePost);
-        text.push_str(&format!("\n\n--\nUnsubscribe: {url}\n"));
-        html.push_str(&format!(
+        text.push_str(&format!("\n\n-- \nUnsubscribe: {url}\n"));
+        let footer = format!(
             "<p style=\"font-size:small;color:#666\"><a href=\"{}\">Unsubscribe</a></p>",
             escape(url)
-        ));
+        );
+        html = html.replace("</body>", &format!("{footer}</body>"));
     }
     builder
         .multipart(MultiPart::alternative_plain_html(text, html))
@@ -133,7 +134,7 @@ fn html_of(text: &str) -> String {
         .filter(|p| !p.trim().is_empty())
         .map(|p| format!("<p>{}</p>", escape(p.trim()).replace('\n', "<br>")))
         .collect();
-    format!("<!doctype html><html><body>{body}")
+    format!("<!doctype html><html><body>{body}</body></html>")
 }
 
 fn escape(text: &str) -> String {
@@ -211,7 +212,7 @@ mod tests {
         assert!(raw.contains("List-Unsubscribe: <https://parley.example/unsubscribe/t>"));
         assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
         assert!(raw.contains("text/plain") && raw.contains("text/html"));
-        assert!(raw.contains("80 lakh &amp; up"), "HTML is escaped: {raw}");
+        assert!(html_of("80 lakh & <up>").contains("80 lakh &amp; &lt;up&gt;"));
     }
 
     #[test]
