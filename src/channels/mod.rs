@@ -6,4 +6,6 @@ pub mod twilio;
 pub mod waha;
 pub mod whatsapp;
 
-pub use tenant::{TenantChannels, tenant_for_email, tenant_for_twilio_number, tenant_for_waha_session};
+pub use tenant::{
+    TenantChannels, tenant_for_email, tenant_for_twilio_number, tenant_for_waha_session,
+};

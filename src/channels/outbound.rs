@@ -108,7 +108,10 @@ async fn send_twilio(state: &AppState, job: &OutboundJob) -> Result<Accepted, Re
 async fn send_waha(state: &AppState, job: &OutboundJob) -> Result<Accepted, Refused> {
     let config = &state.config.waha;
     let Some(url) = &config.url else {
-        return Err(Refused::permanent(None, "WAHA is not configured (WAHA_URL)"));
+        return Err(Refused::permanent(
+            None,
+            "WAHA is not configured (WAHA_URL)",
+        ));
     };
     let tenant = state.config.tenant(&job.tenant);
     let session = tenant
@@ -186,7 +189,10 @@ async fn send_whatsapp(state: &AppState, job: &OutboundJob) -> Result<Accepted, 
 async fn send_email(state: &AppState, job: &OutboundJob) -> Result<Accepted, Refused> {
     use crate::channels::email::{OutgoingEmail, plus_address, reply_subject};
     let Some(smtp) = &state.smtp else {
-        return Err(Refused::permanent(None, "SMTP is not configured (SMTP_URL)"));
+        return Err(Refused::permanent(
+            None,
+            "SMTP is not configured (SMTP_URL)",
+        ));
     };
     let Some(from) = state
         .config

@@ -77,11 +77,15 @@ pub fn tenant_for_waha_session(config: &Config, session: &str) -> Option<TenantI
         .tenants
         .values()
         .find(|t| {
-            t.channels.waha_session.as_deref().unwrap_or(if t.id == TenantId::default_tenant() {
-                "default"
-            } else {
-                ""
-            }) == session
+            t.channels
+                .waha_session
+                .as_deref()
+                .unwrap_or(if t.id == TenantId::default_tenant() {
+                    "default"
+                } else {
+                    ""
+                })
+                == session
         })
         .map(|t| t.id.clone())
 }

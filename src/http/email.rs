@@ -40,7 +40,10 @@ const CHANNEL: &str = "email";
 pub fn routes(state: &AppState) -> Router<Arc<AppState>> {
     Router::new()
         .route("/webhooks/email/{provider}", post(receive))
-        .route("/webhooks/email/{provider}/{secret}", post(receive_with_secret))
+        .route(
+            "/webhooks/email/{provider}/{secret}",
+            post(receive_with_secret),
+        )
         .layer(DefaultBodyLimit::max(state.config.pipeline.max_body_bytes))
         .route("/unsubscribe/{token}", get(confirm).post(unsubscribe))
 }
@@ -181,7 +184,11 @@ fn authorize_unsigned(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Basic "))
-            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+            .and_then(|b| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b.trim())
+                    .ok()
+            })
             .is_some_and(|raw| {
                 equal(
                     &format!("{user}:{}", password.expose_secret()),

@@ -43,8 +43,7 @@ type EmailRow = (
 );
 
 fn email_from_row(row: EmailRow) -> Result<EmailRecord, StoreError> {
-    let (tenant, message_id, conversation, thread, direction, subject, refs, attachments, at) =
-        row;
+    let (tenant, message_id, conversation, thread, direction, subject, refs, attachments, at) = row;
     Ok(EmailRecord {
         tenant: TenantId::parse(&tenant).map_err(StoreError::Corrupt)?,
         message_id,

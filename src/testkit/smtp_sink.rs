@@ -140,7 +140,9 @@ async fn session(stream: TcpStream, log: Arc<Recorded<ReceivedMail>>) -> std::io
                 "250 2.1.5 OK".to_owned()
             }
             "DATA" => {
-                write.write_all(b"354 end data with <CR><LF>.<CR><LF>\r\n").await?;
+                write
+                    .write_all(b"354 end data with <CR><LF>.<CR><LF>\r\n")
+                    .await?;
                 let mut data = String::new();
                 loop {
                     line.clear();

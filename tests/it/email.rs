@@ -21,7 +21,11 @@ use crate::harness::{
 };
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 fn conversation_of(thread: &str) -> ConversationId {
@@ -126,8 +130,16 @@ async fn the_mailgun_fixture_verifies_at_its_own_time_and_keeps_attachment_metad
     let app = TestApp::start(Spawn::new(Backends::Embedded).with_clock(clock)).await;
     let raw = fixture("mailgun_route_parsed_multipart_multimail.txt");
     let (headers, body) = capture::split(&raw);
-    let content_type = capture::header(&headers, "content-type").unwrap().to_owned();
-    let response = post(&app, "/webhooks/email/mailgun", &content_type, body.to_vec()).await;
+    let content_type = capture::header(&headers, "content-type")
+        .unwrap()
+        .to_owned();
+    let response = post(
+        &app,
+        "/webhooks/email/mailgun",
+        &content_type,
+        body.to_vec(),
+    )
+    .await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     let conversation = conversation_of("E102015D-F580-4316-81FA-7324838A3AE8@opennorth.ca");
     let messages = app.messages(&conversation.to_string()).await;
@@ -154,7 +166,13 @@ async fn the_mailgun_fixture_verifies_at_its_own_time_and_keeps_attachment_metad
     assert!(attachments[0]["size"].as_u64().unwrap() > 0);
 
     // The same post again is a replay: refused, and nothing new is recorded.
-    let response = post(&app, "/webhooks/email/mailgun", &content_type, body.to_vec()).await;
+    let response = post(
+        &app,
+        "/webhooks/email/mailgun",
+        &content_type,
+        body.to_vec(),
+    )
+    .await;
     assert_eq!(response.status(), 401);
     assert_eq!(inbound_count(&app, conversation).await, 1);
 }
@@ -165,8 +183,16 @@ async fn a_stale_or_forged_mailgun_post_is_refused_and_nothing_recorded() {
     // The real capture, signed in 2013: stale today.
     let raw = fixture("mailgun_route_parsed_multipart_multimail.txt");
     let (headers, body) = capture::split(&raw);
-    let content_type = capture::header(&headers, "content-type").unwrap().to_owned();
-    let response = post(&app, "/webhooks/email/mailgun", &content_type, body.to_vec()).await;
+    let content_type = capture::header(&headers, "content-type")
+        .unwrap()
+        .to_owned();
+    let response = post(
+        &app,
+        "/webhooks/email/mailgun",
+        &content_type,
+        body.to_vec(),
+    )
+    .await;
     assert_eq!(response.status(), 401);
     let conversation = conversation_of("E102015D-F580-4316-81FA-7324838A3AE8@opennorth.ca");
     assert_eq!(inbound_count(&app, conversation).await, 0);
@@ -183,7 +209,13 @@ async fn a_stale_or_forged_mailgun_post_is_refused_and_nothing_recorded() {
     let forged = String::from_utf8(body)
         .unwrap()
         .replace("name=\"signature\"\r\n\r\n", "name=\"signature\"\r\n\r\n0");
-    let response = post(&app, "/webhooks/email/mailgun", &content_type, forged.into_bytes()).await;
+    let response = post(
+        &app,
+        "/webhooks/email/mailgun",
+        &content_type,
+        forged.into_bytes(),
+    )
+    .await;
     assert_eq!(response.status(), 401);
     assert_eq!(
         inbound_count(&app, conversation_of("forged-1@example.com")).await,
@@ -196,7 +228,9 @@ async fn sendgrid_and_postmark_need_their_secret_path_or_basic_auth() {
     let app = TestApp::embedded().await;
     let raw = fixture("sendgrid_inbound_parse_multipart_multimail.txt");
     let (headers, body) = capture::split(&raw);
-    let content_type = capture::header(&headers, "content-type").unwrap().to_owned();
+    let content_type = capture::header(&headers, "content-type")
+        .unwrap()
+        .to_owned();
     for path in [
         "/webhooks/email/sendgrid".to_owned(),
         "/webhooks/email/sendgrid/wrong-secret".to_owned(),
@@ -227,14 +261,19 @@ async fn every_sendgrid_and_postmark_fixture_is_accepted_with_its_reply_text() {
     let app = TestApp::embedded().await;
     let raw = fixture("sendgrid_inbound_parse_multipart_multimail.txt");
     let (headers, body) = capture::split(&raw);
-    let content_type = capture::header(&headers, "content-type").unwrap().to_owned();
+    let content_type = capture::header(&headers, "content-type")
+        .unwrap()
+        .to_owned();
     let response = post(&app, &sendgrid_path(), &content_type, body.to_vec()).await;
     assert_eq!(response.status(), 200);
     let conversation = conversation_of("D0AB77C1-A89D-4D9E-A207-5E20A6D36BEF@opennorth.ca");
     let messages = app.messages(&conversation.to_string()).await;
     let text = messages[0]["text"].as_str().unwrap();
     assert!(text.ends_with("some italic text"), "{text}");
-    assert!(!text.contains("quoted") && !text.contains("Signature"), "{text}");
+    assert!(
+        !text.contains("quoted") && !text.contains("Signature"),
+        "{text}"
+    );
     let email = app
         .state
         .store
@@ -243,10 +282,7 @@ async fn every_sendgrid_and_postmark_fixture_is_accepted_with_its_reply_text() {
         .unwrap()
         .unwrap();
     let attachments: Value = serde_json::from_str(&email.attachments).unwrap();
-    assert!(
-        attachments.as_array().unwrap().len() >= 2,
-        "{attachments}"
-    );
+    assert!(attachments.as_array().unwrap().len() >= 2, "{attachments}");
 
     for (name, thread, expected) in [
         (
@@ -373,12 +409,24 @@ async fn round_trip(backends: Backends) {
     let reply = &mails[0];
     assert_eq!(reply.rcpt_to, [prospect]);
     assert_eq!(reply.mail_from, "hello@skyline.example");
-    assert_eq!(reply.header("In-Reply-To").as_deref(), Some("<q1@example.com>"));
-    assert_eq!(reply.header("References").as_deref(), Some("<q1@example.com>"));
-    assert_eq!(reply.header("Subject").as_deref(), Some("Re: Flats in Baner"));
+    assert_eq!(
+        reply.header("In-Reply-To").as_deref(),
+        Some("<q1@example.com>")
+    );
+    assert_eq!(
+        reply.header("References").as_deref(),
+        Some("<q1@example.com>")
+    );
+    assert_eq!(
+        reply.header("Subject").as_deref(),
+        Some("Re: Flats in Baner")
+    );
     let reply_to = reply.header("Reply-To").unwrap();
     assert!(
-        reply_to.contains(&format!("hello+{}@skyline.example", conversation.0.simple())),
+        reply_to.contains(&format!(
+            "hello+{}@skyline.example",
+            conversation.0.simple()
+        )),
         "{reply_to}"
     );
     let unsubscribe = reply.header("List-Unsubscribe").unwrap();
@@ -391,10 +439,18 @@ async fn round_trip(backends: Backends) {
         Some("List-Unsubscribe=One-Click")
     );
     let (text, html) = parts(reply);
-    let bot = app.wait_for_bot_messages(&conversation.to_string(), 1).await;
+    let bot = app
+        .wait_for_bot_messages(&conversation.to_string(), 1)
+        .await;
     let bot_text = bot[0]["text"].as_str().unwrap();
-    assert!(text.starts_with(bot_text.trim()), "{text:?} vs {bot_text:?}");
-    assert!(html.contains("<p>") && html.contains("Unsubscribe"), "{html}");
+    assert!(
+        text.starts_with(bot_text.trim()),
+        "{text:?} vs {bot_text:?}"
+    );
+    assert!(
+        html.contains("<p>") && html.contains("Unsubscribe"),
+        "{html}"
+    );
     let our_id = reply.header("Message-ID").unwrap();
 
     // The prospect answers Parley's reply: same conversation, and the next reply's References
@@ -416,7 +472,10 @@ async fn round_trip(backends: Backends) {
     );
     let mails = app.fakes.smtp.wait_for(2, Duration::from_secs(20)).await;
     let second = &mails[1];
-    assert_eq!(second.header("In-Reply-To").as_deref(), Some("<q2@example.com>"));
+    assert_eq!(
+        second.header("In-Reply-To").as_deref(),
+        Some("<q2@example.com>")
+    );
     assert_eq!(
         second.header("References"),
         Some(format!("<q1@example.com> {our_id} <q2@example.com>"))
@@ -435,7 +494,10 @@ async fn round_trip(backends: Backends) {
     let token = uuid::Uuid::new_v4().simple().to_string();
     let signature = mailgun_signature(&timestamp, &token);
     let (content_type, body) = multipart(&[
-        ("recipient", &format!("hello+{}@skyline.example", conversation.0.simple())),
+        (
+            "recipient",
+            &format!("hello+{}@skyline.example", conversation.0.simple()),
+        ),
         ("from", prospect),
         ("subject", "One more thing"),
         ("body-plain", "Is parking included?"),
@@ -502,7 +564,11 @@ async fn round_trip(backends: Backends) {
         200
     );
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(app.fakes.smtp.received().len(), 3, "nothing after the opt-out");
+    assert_eq!(
+        app.fakes.smtp.received().len(),
+        3,
+        "nothing after the opt-out"
+    );
 }
 
 #[tokio::test]
@@ -562,7 +628,11 @@ async fn stop_by_email_reaches_the_ledger() {
             .status(),
         200
     );
-    let contact = ContactId::derive(&TenantId::default_tenant(), Channel::Email, "meera@example.com");
+    let contact = ContactId::derive(
+        &TenantId::default_tenant(),
+        Channel::Email,
+        "meera@example.com",
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let consent = app

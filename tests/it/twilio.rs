@@ -14,7 +14,11 @@ use crate::harness::{
 };
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 fn params_of(body: &[u8]) -> Vec<(String, String)> {
@@ -100,7 +104,8 @@ async fn every_twilio_fixture_is_accepted_and_recorded_under_its_sender() {
         let response = post(&app, &fixture(name)).await;
         assert_eq!(response.status(), 200, "{name}");
         assert_eq!(
-            response.headers()["content-type"], "text/xml",
+            response.headers()["content-type"],
+            "text/xml",
             "{name}: answered with TwiML"
         );
         let messages = app.messages(&conversation_of(sender)).await;
@@ -118,9 +123,17 @@ async fn every_twilio_fixture_is_accepted_and_recorded_under_its_sender() {
 #[tokio::test]
 async fn a_signature_for_the_url_with_its_default_port_is_accepted() {
     let app = TestApp::embedded().await;
-    let body = text_message("SM00000000000000000000000000000a01", "whatsapp:+15550001", "Hi");
-    let response =
-        post_signed_for(&app, "https://parley.example.com:443/webhooks/twilio", &body).await;
+    let body = text_message(
+        "SM00000000000000000000000000000a01",
+        "whatsapp:+15550001",
+        "Hi",
+    );
+    let response = post_signed_for(
+        &app,
+        "https://parley.example.com:443/webhooks/twilio",
+        &body,
+    )
+    .await;
     assert_eq!(response.status(), 200);
 }
 

@@ -11,7 +11,11 @@ use serde_json::{Value, json};
 use crate::harness::{Backends, Spawn, TestApp, WAHA_API_KEY, WAHA_HMAC_KEY};
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 async fn post_signed(app: &TestApp, body: &[u8], signature: Option<&str>) -> reqwest::Response {
@@ -145,7 +149,8 @@ async fn round_trip(backends: Backends) {
     assert_eq!(request.body["text"], bot[0]["text"]);
     assert_eq!(bot[0]["status"], "sent");
     // The same keys as WAHA's documented request.
-    let documented: Value = serde_json::from_slice(&fixture("waha_doc_sendText_request.json")).unwrap();
+    let documented: Value =
+        serde_json::from_slice(&fixture("waha_doc_sendText_request.json")).unwrap();
     let keys = |v: &Value| {
         let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
         k.sort();
@@ -207,14 +212,19 @@ async fn a_failed_session_shows_in_readyz_until_it_works_again() {
         let request = app.http.get(app.url("/readyz"));
         async move {
             let response = request.send().await.unwrap();
-            assert_eq!(response.status(), 200, "WAHA does not make the replica unready");
+            assert_eq!(
+                response.status(),
+                200,
+                "WAHA does not make the replica unready"
+            );
             response.json::<Value>().await.unwrap()
         }
     };
     let body = readyz(&app).await;
     assert_eq!(body["checks"]["waha"]["status"], "ok");
 
-    let failed = json!({"event": "session.status", "session": "default", "payload": {"status": "FAILED"}});
+    let failed =
+        json!({"event": "session.status", "session": "default", "payload": {"status": "FAILED"}});
     assert_eq!(
         post(&app, &serde_json::to_vec(&failed).unwrap())
             .await

@@ -57,9 +57,16 @@ impl InboundEmail {
             .ok_or(EmailParseError::Missing("From"))?;
         let mut recipients = Vec::new();
         for list in [message.to(), message.cc()].into_iter().flatten() {
-            recipients.extend(list.iter().filter_map(|a| a.address()).map(str::to_lowercase));
+            recipients.extend(
+                list.iter()
+                    .filter_map(|a| a.address())
+                    .map(str::to_lowercase),
+            );
         }
-        let body = message.body_text(0).map(|b| b.into_owned()).unwrap_or_default();
+        let body = message
+            .body_text(0)
+            .map(|b| b.into_owned())
+            .unwrap_or_default();
         Ok(InboundEmail {
             from: from
                 .address()
@@ -128,8 +135,11 @@ mod tests {
     use super::*;
 
     fn eml(name: &str) -> InboundEmail {
-        let raw =
-            std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let raw = std::fs::read(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
         InboundEmail::from_mime(&raw).unwrap()
     }
 
@@ -138,13 +148,23 @@ mod tests {
         let original = eml("email_rfc5322_A2_1_original.eml");
         assert_eq!(original.from, "jdoe@machine.example");
         assert_eq!(original.from_name.as_deref(), Some("John Doe"));
-        assert_eq!(original.message_id.as_deref(), Some("1234@local.machine.example"));
+        assert_eq!(
+            original.message_id.as_deref(),
+            Some("1234@local.machine.example")
+        );
         assert!(original.references.is_empty() && original.in_reply_to.is_none());
-        assert!(original.reply_text.starts_with("This is a message just to say hello."));
+        assert!(
+            original
+                .reply_text
+                .starts_with("This is a message just to say hello.")
+        );
         assert_eq!(original.recipients, vec!["mary@example.net"]);
 
         let reply = eml("email_rfc5322_A2_2_reply.eml");
-        assert_eq!(reply.in_reply_to.as_deref(), Some("1234@local.machine.example"));
+        assert_eq!(
+            reply.in_reply_to.as_deref(),
+            Some("1234@local.machine.example")
+        );
         assert_eq!(reply.references, vec!["1234@local.machine.example"]);
 
         let second = eml("email_rfc5322_A2_3_reply_to_reply.eml");
@@ -159,10 +179,7 @@ mod tests {
 
     #[test]
     fn addresses_and_id_lists_are_read_leniently() {
-        assert_eq!(
-            message_ids("<a@x>  <b@y>,<c@z>"),
-            vec!["a@x", "b@y", "c@z"]
-        );
+        assert_eq!(message_ids("<a@x>  <b@y>,<c@z>"), vec!["a@x", "b@y", "c@z"]);
         assert_eq!(
             bare_address("James McKinney <James@OpenNorth.ca>").as_deref(),
             Some("james@opennorth.ca")

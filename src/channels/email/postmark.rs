@@ -123,7 +123,11 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        std::fs::read(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -139,11 +143,18 @@ mod tests {
             email.reply_text,
             "Okay, thank you for testing this inbound message!"
         );
-        assert!(email.recipients.contains(&"jane+ahoy@inbound.postmarkapp.com".to_owned()));
+        assert!(
+            email
+                .recipients
+                .contains(&"jane+ahoy@inbound.postmarkapp.com".to_owned())
+        );
         assert_eq!(email.attachments.len(), 2);
         assert_eq!(email.attachments[0].name.as_deref(), Some("myimage.png"));
         assert_eq!(email.attachments[0].size, 4096);
-        assert_eq!(email.attachments[1].content_type.as_deref(), Some("plain/text"));
+        assert_eq!(
+            email.attachments[1].content_type.as_deref(),
+            Some("plain/text")
+        );
     }
 
     #[test]
@@ -156,7 +167,11 @@ mod tests {
             email.message_id.as_deref(),
             Some("26ECCA85-47DE-4E66-827A-B35E34874F26@opennorth.ca")
         );
-        assert!(email.reply_text.ends_with("some italic text"), "{}", email.reply_text);
+        assert!(
+            email.reply_text.ends_with("some italic text"),
+            "{}",
+            email.reply_text
+        );
         assert!(!email.reply_text.contains("quoted"));
     }
 

@@ -96,6 +96,9 @@ mod tests {
     #[test]
     fn a_message_that_is_all_quote_is_kept_whole() {
         assert_eq!(strip_reply("> only a quote"), "> only a quote");
-        assert_eq!(strip_reply("Plain message\nwith two lines"), "Plain message\nwith two lines");
+        assert_eq!(
+            strip_reply("Plain message\nwith two lines"),
+            "Plain message\nwith two lines"
+        );
     }
 }

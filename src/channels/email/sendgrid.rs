@@ -15,7 +15,9 @@ pub fn parse(form: &FormFields) -> Result<InboundEmail, EmailParseError> {
         email.attachments.extend(form.files.iter().cloned());
         return Ok(email);
     }
-    let from_raw = form.first(&["from"]).ok_or(EmailParseError::Missing("from"))?;
+    let from_raw = form
+        .first(&["from"])
+        .ok_or(EmailParseError::Missing("from"))?;
     let from = bare_address(from_raw).ok_or(EmailParseError::Invalid("from"))?;
     let mut recipients: Vec<String> = form
         .get("to")
@@ -39,10 +41,12 @@ pub fn parse(form: &FormFields) -> Result<InboundEmail, EmailParseError> {
     let (message_id, in_reply_to, references, sent_at_ms) = match &parsed {
         Some(m) => (
             m.message_id().map(str::to_owned),
-            m.in_reply_to()
-                .as_text()
-                .map(str::to_owned)
-                .or_else(|| m.in_reply_to().as_text_list()?.first().map(|s| s.to_string())),
+            m.in_reply_to().as_text().map(str::to_owned).or_else(|| {
+                m.in_reply_to()
+                    .as_text_list()?
+                    .first()
+                    .map(|s| s.to_string())
+            }),
             m.references()
                 .as_text_list()
                 .map(|l| l.iter().map(|s| s.to_string()).collect())

@@ -27,8 +27,9 @@ impl UnsubscribeKey {
         match configured {
             Some(secret) => Self(secret.clone()),
             None => {
-                let mut mac = Hmac::<Sha256>::new_from_slice(admin_token.expose_secret().as_bytes())
-                    .expect("HMAC accepts any key length");
+                let mut mac =
+                    Hmac::<Sha256>::new_from_slice(admin_token.expose_secret().as_bytes())
+                        .expect("HMAC accepts any key length");
                 mac.update(b"parley unsubscribe links");
                 Self(SecretString::from(hex::encode(mac.finalize().into_bytes())))
             }
@@ -37,7 +38,10 @@ impl UnsubscribeKey {
 
     pub fn token(&self, tenant: &TenantId, contact: ContactId) -> String {
         let contact = contact.0.simple().to_string();
-        format!("{tenant}.{contact}.{}", self.signature(tenant.as_str(), &contact))
+        format!(
+            "{tenant}.{contact}.{}",
+            self.signature(tenant.as_str(), &contact)
+        )
     }
 
     /// The tenant and contact a token names, if its signature is right.
@@ -91,7 +95,8 @@ mod tests {
         let other = ContactId(Uuid::new_v4());
         let forged = format!("default.{}.{signature}", other.0.simple());
         assert_eq!(key.verify(&forged), None);
-        let other_key = UnsubscribeKey::new(Some(&SecretString::from("x")), &SecretString::from("admin"));
+        let other_key =
+            UnsubscribeKey::new(Some(&SecretString::from("x")), &SecretString::from("admin"));
         assert_eq!(other_key.verify(&token), None);
         assert_eq!(key.verify("default.nope"), None);
         assert_eq!(key.verify(&format!("{token}.extra")), None);

@@ -249,7 +249,10 @@ mod tests {
         assert_eq!(m.sender, "whatsapp:+558282136275");
         assert_eq!(m.thread, m.sender);
         assert_eq!(m.sender_name.as_deref(), Some("Jhonata"));
-        assert_eq!(m.provider_message_id.as_str(), "SM01cd3925943ee3504f8a5c42d88efdf6");
+        assert_eq!(
+            m.provider_message_id.as_str(),
+            "SM01cd3925943ee3504f8a5c42d88efdf6"
+        );
         assert_eq!(m.text(), Some("Olá"));
         assert_eq!(m.sent_at_ms, 1_000);
     }

@@ -58,12 +58,14 @@ impl WahaClient {
             .post(format!("{}/api/sendText", base_url.trim_end_matches('/')))
             .json(&json!({ "session": session, "chatId": chat_id, "text": text }));
         if let Some(key) = api_key {
-            let mut value = reqwest::header::HeaderValue::from_str(key.expose_secret())
-                .map_err(|_| WahaSendError {
-                    http_status: None,
-                    retryable: false,
-                    retry_after: None,
-                    detail: "WAHA_API_KEY is not a valid header value".to_owned(),
+            let mut value =
+                reqwest::header::HeaderValue::from_str(key.expose_secret()).map_err(|_| {
+                    WahaSendError {
+                        http_status: None,
+                        retryable: false,
+                        retry_after: None,
+                        detail: "WAHA_API_KEY is not a valid header value".to_owned(),
+                    }
                 })?;
             value.set_sensitive(true);
             request = request.header("X-Api-Key", value);

@@ -13,9 +13,14 @@ use crate::domain::{
 pub enum WahaEvent {
     Message(InboundMessage),
     /// `session.status`: the session's new state (`WORKING`, `FAILED`, `STOPPED`, ...).
-    SessionStatus { session: String, status: String },
+    SessionStatus {
+        session: String,
+        status: String,
+    },
     /// Anything Parley does not act on: other events, the business's own messages, group chats.
-    Ignored { reason: &'static str },
+    Ignored {
+        reason: &'static str,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,7 +200,11 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        std::fs::read(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
     }
 
     fn route(session: &str) -> Option<TenantId> {
@@ -292,7 +301,8 @@ mod tests {
 
     #[test]
     fn a_message_without_an_id_is_malformed_and_junk_is_refused() {
-        let raw = br#"{"event":"message","session":"default","payload":{"from":"1@c.us","body":"hi"}}"#;
+        let raw =
+            br#"{"event":"message","session":"default","payload":{"from":"1@c.us","body":"hi"}}"#;
         assert!(matches!(
             parse_event(raw, route, 0),
             Err(WahaParseError::Field("payload.id"))
