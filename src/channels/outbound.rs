@@ -237,7 +237,7 @@ async fn send_email(state: &AppState, job: &OutboundJob) -> Result<Accepted, Ref
     let email = OutgoingEmail {
         from,
         to: &job.address,
-        reply_to: Some(plus_address(&from.email.to_string(), job.conversation_id)),
+        reply_to: Some(plus_address(from.email.as_ref(), job.conversation_id)),
         subject: reply_subject(parent.as_ref().and_then(|p| p.subject.as_deref())),
         message_id: &message_id,
         in_reply_to: parent.as_ref().map(|p| p.message_id.as_str()),

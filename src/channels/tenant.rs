@@ -111,7 +111,7 @@ pub fn tenant_for_email(config: &Config, recipient: &str) -> TenantId {
             t.channels
                 .email_from
                 .as_ref()
-                .is_some_and(|m| base(&m.email.to_string()) == wanted)
+                .is_some_and(|m| base(m.email.as_ref()) == wanted)
         })
         .map(|t| t.id.clone())
         .unwrap_or_else(TenantId::default_tenant)

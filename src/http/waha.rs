@@ -56,7 +56,7 @@ async fn receive(
     })?;
     match event {
         WahaEvent::Message(message) => {
-            webhook::record(&state, CHANNEL, vec![message], Vec::new()).await?;
+            webhook::record(&state, CHANNEL, vec![*message], Vec::new()).await?;
         }
         WahaEvent::SessionStatus { session, status } => {
             let tenant = tenant_for_waha_session(&state.config, &session)

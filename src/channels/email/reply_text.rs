@@ -47,17 +47,17 @@ fn is_quote_header(line: &str, next: Option<&str>) -> bool {
         if lower.ends_with("wrote:") {
             return true;
         }
-        if let Some(next) = next {
-            if next.to_lowercase().ends_with("wrote:") {
-                return true;
-            }
+        if let Some(next) = next
+            && next.to_lowercase().ends_with("wrote:")
+        {
+            return true;
         }
     }
-    if lower.starts_with("from:") {
-        if let Some(next) = next {
-            let next = next.to_lowercase();
-            return next.starts_with("sent:") || next.starts_with("date:");
-        }
+    if lower.starts_with("from:")
+        && let Some(next) = next
+    {
+        let next = next.to_lowercase();
+        return next.starts_with("sent:") || next.starts_with("date:");
     }
     false
 }

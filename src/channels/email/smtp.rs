@@ -93,10 +93,10 @@ pub fn build(email: &OutgoingEmail<'_>) -> Result<Message, String> {
         .to(to)
         .subject(email.subject.clone())
         .message_id(Some(format!("<{}>", email.message_id)));
-    if let Some(reply_to) = &email.reply_to {
-        if let Ok(mailbox) = reply_to.parse::<Mailbox>() {
-            builder = builder.reply_to(mailbox);
-        }
+    if let Some(reply_to) = &email.reply_to
+        && let Ok(mailbox) = reply_to.parse::<Mailbox>()
+    {
+        builder = builder.reply_to(mailbox);
     }
     if let Some(parent) = email.in_reply_to {
         builder = builder.in_reply_to(format!("<{parent}>"));

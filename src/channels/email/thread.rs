@@ -19,10 +19,10 @@ pub async fn thread_key(
 ) -> Result<String, StoreError> {
     let mut known: Vec<String> = email.in_reply_to.iter().cloned().collect();
     known.extend(email.references.iter().rev().cloned());
-    if !known.is_empty() {
-        if let Some(thread) = store.email_thread_of(tenant, &known).await? {
-            return Ok(thread);
-        }
+    if !known.is_empty()
+        && let Some(thread) = store.email_thread_of(tenant, &known).await?
+    {
+        return Ok(thread);
     }
     if let Some(first) = email.references.first() {
         return Ok(first.clone());
@@ -31,13 +31,12 @@ pub async fn thread_key(
         return Ok(parent.clone());
     }
     for recipient in &email.recipients {
-        if let Some(conversation) = plus_conversation(recipient) {
-            if let Some(thread) = store
+        if let Some(conversation) = plus_conversation(recipient)
+            && let Some(thread) = store
                 .conversation_thread(tenant, Channel::Email, conversation)
                 .await?
-            {
-                return Ok(thread);
-            }
+        {
+            return Ok(thread);
         }
     }
     Ok(own_id.to_owned())

@@ -58,12 +58,12 @@ impl TwilioConfig {
         if let Some(url) = &config.webhook_url {
             crate::config::check_http_url("TWILIO_WEBHOOK_URL", url)?;
         }
-        if let Some(sid) = &config.account_sid {
-            if !sid.starts_with("AC") || !sid[2..].bytes().all(|b| b.is_ascii_alphanumeric()) {
-                return Err(ConfigError::new(
-                    "TWILIO_ACCOUNT_SID must be the account SID from the Twilio console (AC followed by letters and digits)",
-                ));
-            }
+        if let Some(sid) = &config.account_sid
+            && (!sid.starts_with("AC") || !sid[2..].bytes().all(|b| b.is_ascii_alphanumeric()))
+        {
+            return Err(ConfigError::new(
+                "TWILIO_ACCOUNT_SID must be the account SID from the Twilio console (AC followed by letters and digits)",
+            ));
         }
         if config.account_sid.is_some() != config.auth_token.is_some() {
             return Err(ConfigError::new(

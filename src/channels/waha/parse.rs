@@ -11,7 +11,7 @@ use crate::domain::{
 /// What one webhook carried.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WahaEvent {
-    Message(InboundMessage),
+    Message(Box<InboundMessage>),
     /// `session.status`: the session's new state (`WORKING`, `FAILED`, `STOPPED`, ...).
     SessionStatus {
         session: String,
@@ -146,7 +146,7 @@ pub fn parse_event(
         .and_then(|d| d.get("notifyName"))
         .and_then(Value::as_str)
         .map(str::to_owned);
-    Ok(WahaEvent::Message(InboundMessage {
+    Ok(WahaEvent::Message(Box::new(InboundMessage {
         tenant,
         channel: Channel::Waha,
         provider_message_id: id,
@@ -160,7 +160,7 @@ pub fn parse_event(
             forwarded: false,
         }),
         referral: None,
-    }))
+    })))
 }
 
 /// `4915112345678@c.us` and `4915112345678@s.whatsapp.net` -> `4915112345678`; other ids (such
@@ -213,7 +213,7 @@ mod tests {
 
     fn message(name: &str) -> InboundMessage {
         match parse_event(&fixture(name), route, 0).unwrap() {
-            WahaEvent::Message(m) => m,
+            WahaEvent::Message(m) => *m,
             other => panic!("{name}: {other:?}"),
         }
     }
