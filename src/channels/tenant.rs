@@ -116,3 +116,101 @@ pub fn tenant_for_email(config: &Config, recipient: &str) -> TenantId {
         .map(|t| t.id.clone())
         .unwrap_or_else(TenantId::default_tenant)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)], toml: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("parley.toml");
+        std::fs::write(&path, toml).unwrap();
+        let mut env: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.insert("PARLEY_CONFIG".into(), path.display().to_string());
+        Config::from_sources(&env).map_err(|e| e.to_string())
+    }
+
+    const TWO_TENANTS: &str = r#"
+        [tenants.acme]
+        name = "Acme Homes"
+        twilio_from_number = "+15005550006"
+        waha_session = "acme"
+        email_from = "Acme <sales@acme.example>"
+    "#;
+
+    #[test]
+    fn numbers_sessions_and_addresses_select_their_tenant() {
+        let config = config(
+            &[
+                ("TWILIO_FROM_NUMBER", "+14155238886"),
+                ("EMAIL_FROM", "Skyline <hello@skyline.example>"),
+            ],
+            TWO_TENANTS,
+        )
+        .unwrap();
+        let acme = TenantId::parse("acme").unwrap();
+        assert_eq!(tenant_for_twilio_number(&config, "+15005550006"), acme);
+        assert_eq!(
+            tenant_for_twilio_number(&config, "+14155238886"),
+            TenantId::default_tenant()
+        );
+        assert_eq!(
+            tenant_for_twilio_number(&config, "+19999999999"),
+            TenantId::default_tenant()
+        );
+        assert_eq!(tenant_for_waha_session(&config, "acme"), Some(acme.clone()));
+        assert_eq!(
+            tenant_for_waha_session(&config, "default"),
+            Some(TenantId::default_tenant())
+        );
+        assert_eq!(tenant_for_waha_session(&config, "other"), None);
+        assert_eq!(tenant_for_email(&config, "Sales+1234@ACME.example"), acme);
+        assert_eq!(
+            tenant_for_email(&config, "someone@else.example"),
+            TenantId::default_tenant()
+        );
+    }
+
+    #[test]
+    fn channel_settings_are_checked_with_a_sentence_naming_them() {
+        let err = config(&[("TWILIO_FROM_NUMBER", "4155238886")], "").unwrap_err();
+        assert!(err.contains("TWILIO_FROM_NUMBER"), "{err}");
+        let err = config(&[("EMAIL_FROM", "not an address")], "").unwrap_err();
+        assert!(err.contains("EMAIL_FROM"), "{err}");
+        let err = config(&[("TWILIO_ACCOUNT_SID", "AC123")], "").unwrap_err();
+        assert!(err.contains("TWILIO_AUTH_TOKEN"), "{err}");
+        let err = config(&[("SMTP_URL", "http://mail")], "").unwrap_err();
+        assert!(err.contains("SMTP_URL"), "{err}");
+        let err = config(&[("WAHA_URL", "waha:3000")], "").unwrap_err();
+        assert!(err.contains("WAHA_URL"), "{err}");
+        let err = config(&[("EMAIL_WEBHOOK_USER", "u")], "").unwrap_err();
+        assert!(err.contains("EMAIL_WEBHOOK_PASSWORD"), "{err}");
+    }
+
+    #[test]
+    fn the_twilio_webhook_url_defaults_to_the_public_url() {
+        let config = config(&[("PARLEY_PUBLIC_URL", "https://parley.example.com/")], "").unwrap();
+        assert_eq!(
+            config.twilio.webhook_url.as_deref(),
+            Some("https://parley.example.com/webhooks/twilio")
+        );
+        let secrets = config_debug(&[
+            ("TWILIO_ACCOUNT_SID", "AC1"),
+            ("TWILIO_AUTH_TOKEN", "twilio-secret-token"),
+            ("SMTP_URL", "smtp://user:smtp-password@mail:587"),
+            ("WAHA_API_KEY", "waha-secret-key"),
+        ]);
+        for secret in ["twilio-secret-token", "smtp-password", "waha-secret-key"] {
+            assert!(!secrets.contains(secret), "{secret} leaked");
+        }
+    }
+
+    fn config_debug(pairs: &[(&str, &str)]) -> String {
+        format!("{:?}", config(pairs, "").unwrap())
+    }
+}
