@@ -1,5 +1,6 @@
 //! Channels: provider webhooks in, provider APIs out.
 pub mod email;
+mod http_api;
 pub mod outbound;
 mod tenant;
 pub mod twilio;

@@ -15,9 +15,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine;
 use serde_json::json;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::DropGuard;
 
 use super::recorded::{Recorded, ScriptedFailure};
+use super::serve::serve_local;
 
 /// One request the fake received.
 #[derive(Debug, Clone)]
@@ -49,23 +50,15 @@ pub struct FakeTwilio {
 
 impl FakeTwilio {
     pub async fn start() -> std::io::Result<FakeTwilio> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let log = Arc::new(Recorded::default());
         let app = Router::new()
             .route("/2010-04-01/Accounts/{sid}/Messages.json", post(create))
             .with_state(log.clone());
-        let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stopped.cancelled().await })
-                .await;
-        });
+        let (addr, stop) = serve_local(app).await?;
         Ok(FakeTwilio {
             addr,
             log,
-            _stop: Arc::new(stop.drop_guard()),
+            _stop: Arc::new(stop),
         })
     }
 

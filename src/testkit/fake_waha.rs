@@ -14,9 +14,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::DropGuard;
 
 use super::recorded::{Recorded, ScriptedFailure};
+use super::serve::serve_local;
 
 #[derive(Debug, Clone)]
 pub struct WahaRequest {
@@ -42,8 +43,6 @@ pub struct FakeWaha {
 impl FakeWaha {
     /// A fake that accepts requests carrying `api_key` in `X-Api-Key`.
     pub async fn start(api_key: &str) -> std::io::Result<FakeWaha> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             log: Recorded::default(),
             api_key: api_key.to_owned(),
@@ -51,17 +50,11 @@ impl FakeWaha {
         let app = Router::new()
             .route("/api/sendText", post(send_text))
             .with_state(shared.clone());
-        let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stopped.cancelled().await })
-                .await;
-        });
+        let (addr, stop) = serve_local(app).await?;
         Ok(FakeWaha {
             addr,
             shared,
-            _stop: Arc::new(stop.drop_guard()),
+            _stop: Arc::new(stop),
         })
     }
 

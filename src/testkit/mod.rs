@@ -6,6 +6,7 @@ pub mod fake_openai;
 pub mod fake_twilio;
 pub mod fake_waha;
 mod recorded;
+mod serve;
 
 pub use recorded::ScriptedFailure;
 pub mod capture;

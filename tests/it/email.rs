@@ -633,16 +633,8 @@ async fn stop_by_email_reaches_the_ledger() {
         Channel::Email,
         "meera@example.com",
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let consent = app
-            .admin_get(&format!("/api/v1/contacts/{contact}/consent"))
-            .await;
-        if consent["state"] == "opted_out" {
-            assert_eq!(consent["history"][0]["source"], "keyword");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{consent:#}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let consent = app
+        .wait_for_consent(&contact.to_string(), "opted_out")
+        .await;
+    assert_eq!(consent["history"][0]["source"], "keyword");
 }

@@ -343,6 +343,24 @@ impl TestApp {
         body["messages"].as_array().unwrap().clone()
     }
 
+    /// Waits until the contact's consent state is `state` (`opted_out`, ...) and returns it.
+    pub async fn wait_for_consent(&self, contact: &str, state: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let consent = self
+                .admin_get(&format!("/api/v1/contacts/{contact}/consent"))
+                .await;
+            if consent["state"] == state {
+                return consent;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "consent never became {state}: {consent:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until the conversation has `n` bot messages with status beyond queued.
     pub async fn wait_for_bot_messages(&self, conversation: &str, n: usize) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

@@ -350,20 +350,7 @@ async fn an_sms_stop_with_opt_out_type_reaches_the_consent_ledger() {
     assert_eq!(post(&app, &body).await.status(), 200);
     let sender = "+1234567890";
     let contact = contact_of(sender);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let consent = app
-            .admin_get(&format!("/api/v1/contacts/{contact}/consent"))
-            .await;
-        if consent["state"] == "opted_out" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no opt-out: {consent:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.wait_for_consent(&contact, "opted_out").await;
     // The one confirmation goes out by SMS.
     let sent = app
         .fakes

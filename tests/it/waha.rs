@@ -192,17 +192,8 @@ async fn stop_through_waha_reaches_the_ledger() {
     let body = text_event("false_15550105@c.us_AAA6", "15550105@c.us", "STOP");
     assert_eq!(post(&app, &body).await.status(), 200);
     let contact = ContactId::derive(&TenantId::default_tenant(), Channel::Waha, "15550105");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let consent = app
-            .admin_get(&format!("/api/v1/contacts/{contact}/consent"))
-            .await;
-        if consent["state"] == "opted_out" {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{consent:#}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.wait_for_consent(&contact.to_string(), "opted_out")
+        .await;
 }
 
 #[tokio::test]

@@ -8,10 +8,10 @@
 
 use std::time::Duration;
 
-use reqwest::header::RETRY_AFTER;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::channels::http_api::{http_client, retry_after};
 use crate::domain::ProviderMessageId;
 
 /// How long one Messages API call may take.
@@ -40,14 +40,8 @@ pub struct TwilioClient {
 
 impl TwilioClient {
     pub fn new(api_base: impl Into<String>) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .connect_timeout(Duration::from_secs(5))
-            .user_agent(concat!("parley/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("the HTTP client's TLS backend initialises");
         Self {
-            http,
+            http: http_client(TIMEOUT),
             api_base: api_base.into().trim_end_matches('/').to_owned(),
         }
     }
@@ -81,12 +75,7 @@ impl TwilioClient {
             .await
             .map_err(|e| network(&e))?;
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(response.headers());
         let bytes = response.bytes().await.map_err(|e| network(&e))?;
         if (200..300).contains(&status) {
             #[derive(Deserialize)]

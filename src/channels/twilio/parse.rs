@@ -8,9 +8,11 @@
 
 use serde_json::json;
 
+use crate::channels::http_api::media_kind;
+
 use crate::domain::{
-    Channel, DeliveryStatus, InboundMessage, MediaKind, MessageContent, ProviderError,
-    ProviderMessageId, StatusUpdate, TenantId,
+    Channel, DeliveryStatus, InboundMessage, MessageContent, ProviderError, ProviderMessageId,
+    StatusUpdate, TenantId,
 };
 
 /// Twilio's error for a WhatsApp message sent outside the 24-hour window (Meta's 131047).
@@ -198,15 +200,6 @@ pub(crate) fn strip_channel(address: &str) -> &str {
         .unwrap_or(address.trim())
 }
 
-fn media_kind(mime: Option<&str>) -> MediaKind {
-    match mime.and_then(|m| m.split('/').next()) {
-        Some("image") => MediaKind::Image,
-        Some("video") => MediaKind::Video,
-        Some("audio") => MediaKind::Audio,
-        _ => MediaKind::Document,
-    }
-}
-
 /// Twilio's message statuses Parley records; the in-flight ones are ignored.
 fn delivery_status(raw: &str) -> Option<DeliveryStatus> {
     match raw {
@@ -221,6 +214,7 @@ fn delivery_status(raw: &str) -> Option<DeliveryStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::MediaKind;
 
     fn fixture(name: &str) -> Vec<(String, String)> {
         let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use reqwest::header::RETRY_AFTER;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
+use crate::channels::http_api::{http_client, retry_after};
 use crate::domain::ProviderMessageId;
 
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -34,13 +34,9 @@ impl Default for WahaClient {
 
 impl WahaClient {
     pub fn new() -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .connect_timeout(Duration::from_secs(5))
-            .user_agent(concat!("parley/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("the HTTP client's TLS backend initialises");
-        Self { http }
+        Self {
+            http: http_client(TIMEOUT),
+        }
     }
 
     /// Sends `text` to `chat_id` in `session`; returns WAHA's message id when it answered one.
@@ -81,12 +77,7 @@ impl WahaClient {
             },
         })?;
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(response.headers());
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if (200..300).contains(&status) {
             // WEBJS answers `id` as an object with `_serialized`; other engines as a string.

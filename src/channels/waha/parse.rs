@@ -4,8 +4,10 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::channels::http_api::media_kind;
+
 use crate::domain::{
-    Channel, InboundMessage, MediaKind, MessageContent, ProviderMessageId, ReplyContext, TenantId,
+    Channel, InboundMessage, MessageContent, ProviderMessageId, ReplyContext, TenantId,
 };
 
 /// What one webhook carried.
@@ -186,18 +188,10 @@ pub fn chat_id_for(address: &str) -> String {
     }
 }
 
-fn media_kind(mime: Option<&str>) -> MediaKind {
-    match mime.and_then(|m| m.split('/').next()) {
-        Some("image") => MediaKind::Image,
-        Some("video") => MediaKind::Video,
-        Some("audio") => MediaKind::Audio,
-        _ => MediaKind::Document,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::MediaKind;
 
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(format!(
