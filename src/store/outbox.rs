@@ -1,8 +1,10 @@
 //! The outbound outbox: queued messages are claimed by senders with a lease, delivered, and marked
 //! sent, retried later or failed. Only the oldest queued message of a conversation can be claimed,
-//! so replies leave in order even when one of them is being retried. A claim whose lease expired
-//! (its sender died during the provider call) is claimed again: that is the one window in which a
-//! message can be sent twice, and `OutboundJob::previous_attempt_vanished` lets the caller count it.
+//! so replies leave in order even when one of them is being retried; a proactive message the
+//! consent gate deferred for quiet hours is the exception (it must not hold back a reply or an
+//! opt-out confirmation). A claim whose lease expired (its sender died during the provider call) is
+//! claimed again: that is the one window in which a message can be sent twice, and
+//! `OutboundJob::previous_attempt_vanished` lets the caller count it.
 
 use super::records::{parse_channel, parse_uuid};
 use super::{Store, StoreError, on_pool};
@@ -63,7 +65,9 @@ const CLAIM_CANDIDATES: &str = "
       AND NOT EXISTS (
           SELECT 1 FROM messages p
           WHERE p.conversation_id = m.conversation_id AND p.direction = 'outbound'
-            AND p.status = 'queued' AND p.seq < m.seq)
+            AND p.status = 'queued' AND p.seq < m.seq
+            -- a message held for quiet hours does not hold back the ones after it
+            AND (p.gate_reason IS NULL OR p.gate_reason <> 'quiet_hours' OR p.next_attempt_at <= $2))
     ORDER BY m.seq
     LIMIT $3";
 

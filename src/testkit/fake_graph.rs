@@ -120,6 +120,11 @@ impl FakeGraph {
         self.shared.lock().requests.clone()
     }
 
+    /// Forgets everything received so far (a long-running test starting a new case).
+    pub fn clear(&self) {
+        self.shared.lock().requests.clear();
+    }
+
     /// Every send attempt received, in order, mark-reads left out. Attempts the fake refused
     /// (scripted failures) are included with `wamid: None`, so a retry shows as a second entry.
     pub fn sent_messages(&self) -> Vec<GraphRequest> {

@@ -6,6 +6,7 @@ mod backends_queue;
 mod common;
 mod consent;
 mod consent_ledger;
+mod consent_property;
 mod email;
 mod gateway;
 mod harness;
