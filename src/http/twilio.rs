@@ -18,6 +18,8 @@ use super::webhook;
 use crate::app::AppState;
 use crate::channels::tenant_for_twilio_number;
 use crate::channels::twilio::{TwilioEvent, parse_form, verify_form};
+use crate::consent::{ConsentAction, ConsentSource, NewConsentEvent};
+use crate::domain::{Channel, ContactId, InboundMessage};
 use crate::error::AppError;
 
 const CHANNEL: &str = "twilio";
@@ -70,7 +72,10 @@ async fn receive(
         AppError::bad_request(format!("the Twilio request is malformed: {err}"))
     })?;
     match event {
-        TwilioEvent::Messages(messages) => {
+        TwilioEvent::Messages { messages, opt_out } => {
+            if opt_out.as_deref() == Some("STOP") {
+                record_provider_opt_out(&state, &messages[0]).await?;
+            }
             webhook::record(&state, CHANNEL, messages, Vec::new()).await?
         }
         TwilioEvent::Status(status) => {
@@ -79,4 +84,37 @@ async fn receive(
         TwilioEvent::Ignored => state.metrics.webhook(CHANNEL, "ignored"),
     }
     Ok(([(header::CONTENT_TYPE, "text/xml")], EMPTY_TWIML))
+}
+
+/// Twilio's Advanced Opt-Out has classified the message as STOP: Twilio already blocks further
+/// messages and sends its own confirmation, so the opt-out is written to the ledger now, with
+/// Twilio as the source. The worker then sees a STOP from a contact already opted out and sends
+/// no second confirmation. A redelivery finds the contact opted out and writes nothing.
+async fn record_provider_opt_out(
+    state: &AppState,
+    message: &InboundMessage,
+) -> Result<(), AppError> {
+    let contact = ContactId::derive(&message.tenant, Channel::Twilio, &message.sender);
+    if state
+        .consent
+        .is_opted_out(&message.tenant, contact, Channel::Twilio)
+        .await?
+    {
+        return Ok(());
+    }
+    state
+        .consent
+        .record(&NewConsentEvent {
+            tenant: message.tenant.clone(),
+            contact,
+            channel: Channel::Twilio,
+            action: ConsentAction::OptOut,
+            source: ConsentSource::Provider,
+            proof: Some(message.provider_message_id.to_string()),
+            detail: Some("OptOutType=STOP".to_owned()),
+            at_ms: state.clock.now_ms(),
+        })
+        .await?;
+    tracing::info!(tenant = %message.tenant, contact.id = %contact, "opt-out reported by Twilio");
+    Ok(())
 }

@@ -350,12 +350,27 @@ async fn an_sms_stop_with_opt_out_type_reaches_the_consent_ledger() {
     assert_eq!(post(&app, &body).await.status(), 200);
     let sender = "+1234567890";
     let contact = contact_of(sender);
-    app.wait_for_consent(&contact, "opted_out").await;
-    // The one confirmation goes out by SMS.
-    let sent = app
-        .fakes
-        .twilio
-        .wait_for_sent(1, Duration::from_secs(10))
-        .await;
-    assert_eq!(sent[0].param("To"), Some(sender));
+    let consent = app.wait_for_consent(&contact, "opted_out").await;
+    let history = consent["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1, "{consent:#}");
+    assert_eq!(history[0]["source"], "provider");
+    assert_eq!(history[0]["proof"], "SMXXXXXXXXX");
+    // Twilio sends its own confirmation: Parley records the STOP and sends nothing; a
+    // redelivery changes nothing.
+    let conversation = conversation_of(sender);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app
+        .messages(&conversation)
+        .await
+        .iter()
+        .any(|m| m["direction"] == "inbound" && m["intent"].is_null())
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never processed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(post(&app, &body).await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(app.fakes.twilio.requests().is_empty());
+    let consent = app.wait_for_consent(&contact, "opted_out").await;
+    assert_eq!(consent["history"].as_array().unwrap().len(), 1);
 }

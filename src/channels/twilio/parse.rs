@@ -22,8 +22,12 @@ pub const OUTSIDE_WINDOW: i64 = 63016;
 #[derive(Debug, Clone, PartialEq)]
 pub enum TwilioEvent {
     /// An inbound message; extra media items (beyond the first) follow it as recorded-only
-    /// messages so every URL is kept.
-    Messages(Vec<InboundMessage>),
+    /// messages so every URL is kept. `opt_out` is Twilio's `OptOutType` (`STOP`, `START`,
+    /// `HELP`) when Advanced Opt-Out classified the message.
+    Messages {
+        messages: Vec<InboundMessage>,
+        opt_out: Option<String>,
+    },
     Status(StatusUpdate),
     /// A status Parley does not track (`queued`, `sending`, `accepted`...).
     Ignored,
@@ -175,7 +179,12 @@ pub fn parse_form(
             ..messages[0].clone()
         });
     }
-    Ok(TwilioEvent::Messages(messages))
+    Ok(TwilioEvent::Messages {
+        messages,
+        opt_out: get("OptOutType")
+            .map(|k| k.trim().to_ascii_uppercase())
+            .filter(|k| !k.is_empty()),
+    })
 }
 
 /// The text recorded for a message Twilio's Advanced Opt-Out classified (`OptOutType` STOP,
@@ -228,7 +237,9 @@ mod tests {
 
     fn only_message(name: &str) -> InboundMessage {
         match parse_form(&fixture(name), default_route, 1_000).unwrap() {
-            TwilioEvent::Messages(mut m) => {
+            TwilioEvent::Messages {
+                messages: mut m, ..
+            } => {
                 assert_eq!(m.len(), 1);
                 m.remove(0)
             }
@@ -288,10 +299,15 @@ mod tests {
                 *v = "arrête s'il vous plaît".into();
             }
         }
-        let TwilioEvent::Messages(m) = parse_form(&params, default_route, 0).unwrap() else {
+        let TwilioEvent::Messages {
+            messages: m,
+            opt_out,
+        } = parse_form(&params, default_route, 0).unwrap()
+        else {
             panic!()
         };
         assert_eq!(m[0].text(), Some("STOP"));
+        assert_eq!(opt_out.as_deref(), Some("STOP"));
     }
 
     #[test]
@@ -304,9 +320,14 @@ mod tests {
         }
         params.push(("MediaUrl1".into(), "https://api.twilio.com/m/2".into()));
         params.push(("MediaContentType1".into(), "application/pdf".into()));
-        let TwilioEvent::Messages(m) = parse_form(&params, default_route, 0).unwrap() else {
+        let TwilioEvent::Messages {
+            messages: m,
+            opt_out,
+        } = parse_form(&params, default_route, 0).unwrap()
+        else {
             panic!()
         };
+        assert_eq!(opt_out, None);
         assert_eq!(m.len(), 2);
         assert!(!m[1].content.expects_reply());
         assert!(m[1].provider_message_id.as_str().ends_with("/media/1"));
