@@ -638,3 +638,55 @@ async fn stop_by_email_reaches_the_ledger() {
         .await;
     assert_eq!(consent["history"][0]["source"], "keyword");
 }
+
+#[tokio::test]
+async fn erasing_an_email_contact_removes_its_threading_records() {
+    let app = TestApp::embedded().await;
+    let (content_type, body) = mailgun_post(
+        &app,
+        "lena@example.com",
+        "<e1@example.com>",
+        "",
+        "Private subject",
+        "Hello",
+    );
+    assert_eq!(
+        post(&app, "/webhooks/email/mailgun", &content_type, body)
+            .await
+            .status(),
+        200
+    );
+    let conversation = conversation_of("e1@example.com");
+    app.wait_for_bot_messages(&conversation.to_string(), 1)
+        .await;
+    assert!(
+        app.state
+            .store
+            .latest_inbound_email(conversation)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let contact = ContactId::derive(
+        &TenantId::default_tenant(),
+        Channel::Email,
+        "lena@example.com",
+    );
+    let response = app
+        .http
+        .delete(app.url(&format!("/api/v1/contacts/{contact}")))
+        .bearer_auth(crate::harness::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    assert!(
+        app.state
+            .store
+            .latest_inbound_email(conversation)
+            .await
+            .unwrap()
+            .is_none(),
+        "the subject and ids are gone with the contact"
+    );
+}
