@@ -289,6 +289,11 @@ impl App {
             ));
             self.tasks
                 .spawn(pipeline::recovery::run(self.state.clone(), work.clone()));
+            self.tasks.spawn(crate::agents::handoff::run_escalations(
+                self.state.clone(),
+                work.clone(),
+                self.state.config.pipeline.handoff_check_interval,
+            ));
         }
         let shutdown = self.shutdown.clone();
         tokio::spawn(watch_signals(shutdown.clone()));

@@ -15,6 +15,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::agents::handoff::HandoffSettings;
 use crate::consent::{ConsentSettings, TemplateSettings};
 use crate::domain::TenantId;
 
@@ -89,6 +90,8 @@ pub struct PipelineSettings {
     pub send_lease: Duration,
     /// How often the recovery sweep looks for recorded but unprocessed messages.
     pub recovery_interval: Duration,
+    /// How often unclaimed handoffs are checked against their SLA.
+    pub handoff_check_interval: Duration,
 }
 
 /// The OpenAI-compatible language model, when configured.
@@ -128,6 +131,8 @@ pub struct TenantConfig {
     pub channels: crate::channels::TenantChannels,
     /// The tenant's consent policy (`[tenants.<id>.consent]`, else `[consent]`, else defaults).
     pub consent: ConsentSettings,
+    /// Business hours, SLA and texts of handoffs (`[tenants.<id>.handoff]`, else `[handoff]`).
+    pub handoff: HandoffSettings,
     /// Approved WhatsApp templates by name (`[tenants.<id>.templates.<name>]`).
     pub templates: BTreeMap<String, TemplateSettings>,
 }
@@ -226,6 +231,12 @@ impl Config {
                 pipeline_file.recovery_interval_ms,
                 10_000,
             )?),
+            handoff_check_interval: Duration::from_millis(parse_number(
+                "PARLEY_HANDOFF_CHECK_MS",
+                var("PARLEY_HANDOFF_CHECK_MS"),
+                pipeline_file.handoff_check_interval_ms,
+                15_000,
+            )?),
         };
         if pipeline.senders == 0 || pipeline.max_send_attempts == 0 {
             return Err(ConfigError::new(
@@ -286,6 +297,10 @@ impl Config {
         global_consent
             .validate("consent")
             .map_err(ConfigError::new)?;
+        let global_handoff = file.handoff.unwrap_or_default();
+        global_handoff
+            .validate("handoff")
+            .map_err(ConfigError::new)?;
         let mut tenants = BTreeMap::new();
         let mut file_tenants = file.tenants;
         let default_file = file_tenants.remove("default").unwrap_or_default();
@@ -312,6 +327,7 @@ impl Config {
                     var("EMAIL_FROM").or(default_file.email_from),
                 )?,
                 consent: tenant_consent("default", default_file.consent, &global_consent)?,
+                handoff: tenant_handoff("default", default_file.handoff, &global_handoff)?,
                 templates: default_file.templates,
             },
         );
@@ -333,6 +349,7 @@ impl Config {
                 tenant.email_from,
             )?;
             let consent = tenant_consent(&raw_id, tenant.consent, &global_consent)?;
+            let handoff = tenant_handoff(&raw_id, tenant.handoff, &global_handoff)?;
             tenants.insert(
                 id.clone(),
                 TenantConfig {
@@ -341,6 +358,7 @@ impl Config {
                     whatsapp,
                     channels,
                     consent,
+                    handoff,
                     templates: tenant.templates,
                 },
             );
@@ -445,6 +463,23 @@ fn tenant_consent(
     }
 }
 
+/// A tenant's handoff policy: its own section, else the global one.
+fn tenant_handoff(
+    tenant: &str,
+    own: Option<HandoffSettings>,
+    global: &HandoffSettings,
+) -> Result<HandoffSettings, ConfigError> {
+    match own {
+        Some(settings) => {
+            settings
+                .validate(&format!("tenants.{tenant}.handoff"))
+                .map_err(ConfigError::new)?;
+            Ok(settings)
+        }
+        None => Ok(global.clone()),
+    }
+}
+
 fn tenant_whatsapp(
     tenant: &str,
     phone_number_id: Option<String>,
@@ -521,6 +556,7 @@ struct FileConfig {
     email: Option<crate::channels::email::EmailFile>,
     consent: Option<ConsentSettings>,
     consent_key: Option<SecretString>,
+    handoff: Option<HandoffSettings>,
     #[serde(default)]
     tenants: BTreeMap<String, TenantFile>,
 }
@@ -549,6 +585,7 @@ struct PipelineFile {
     max_send_attempts: Option<u32>,
     send_lease_ms: Option<u64>,
     recovery_interval_ms: Option<u64>,
+    handoff_check_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -579,6 +616,7 @@ struct TenantFile {
     waha_session: Option<String>,
     email_from: Option<String>,
     consent: Option<ConsentSettings>,
+    handoff: Option<HandoffSettings>,
     #[serde(default)]
     templates: BTreeMap<String, TemplateSettings>,
 }

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod queue;
 pub mod retry;
+pub mod staff;
 pub mod store;
 pub mod telemetry;
 pub mod testkit;

@@ -49,6 +49,15 @@ pub struct Metrics {
     pub outbox_depth: Gauge,
     /// Intent detections by source (`offline`, `llm`, `offline_fallback`).
     pub intent_detections: Family<IntentLabels, Counter>,
+    /// Handoffs opened, by reason.
+    pub handoffs_opened: Family<ReasonLabel, Counter>,
+    /// Handoffs escalated after their SLA passed unclaimed.
+    pub handoffs_escalated: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
 }
 
 impl Metrics {
@@ -106,6 +115,18 @@ impl Metrics {
             "Intent detections by source and outcome",
             intent_detections.clone(),
         );
+        let handoffs_opened = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "handoffs_opened",
+            "Conversations handed to staff, by reason",
+            handoffs_opened.clone(),
+        );
+        let handoffs_escalated = Counter::default();
+        registry.register(
+            "handoffs_escalated",
+            "Handoffs escalated after their SLA passed unclaimed",
+            handoffs_escalated.clone(),
+        );
         Arc::new(Self {
             registry,
             webhooks,
@@ -116,7 +137,21 @@ impl Metrics {
             queue_depth,
             outbox_depth,
             intent_detections,
+            handoffs_opened,
+            handoffs_escalated,
         })
+    }
+
+    pub fn handoff_opened(&self, reason: &str) {
+        self.handoffs_opened
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn handoff_escalated(&self) {
+        self.handoffs_escalated.inc();
     }
 
     pub fn webhook(&self, channel: &str, result: &str) {

@@ -2,6 +2,7 @@
 //! from `prompts/replies.toml`; the specialist agents (prompts/agents/) build on the same entry
 //! point.
 
+pub mod handoff;
 mod replies;
 
 pub use replies::{ReplyBook, ReplyContext};

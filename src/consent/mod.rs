@@ -21,7 +21,7 @@ pub use policy::{
     ContactFacts, GateDecision, GateReason, Outgoing, Purpose, SERVICE_WINDOW_MS, decide,
     has_service_window, quiet_hours_end,
 };
-pub use settings::{ConsentSettings, QuietHours, TemplateSettings};
+pub use settings::{ConsentSettings, QuietHours, TemplateSettings, parse_clock_time};
 pub use zone::contact_zone;
 
 use crate::config::Config;

@@ -366,11 +366,17 @@ async fn send_message(
             ComposeError::Store(e) => AppError::unavailable(&e),
             other => AppError::bad_request(other.to_string()),
         })?;
+    Ok(composed_response(&headers, &composed))
+}
+
+/// How a queued message is answered: 202 when queued or deferred, 409 with the gate's reason when
+/// refused (the refusal is recorded on the message).
+pub(super) fn composed_response(headers: &HeaderMap, composed: &compose::Composed) -> Response {
     let request_id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    Ok(match composed.outcome {
+    match composed.outcome {
         ComposeOutcome::Queued => (
             StatusCode::ACCEPTED,
             Json(json!({"id": composed.id, "status": "queued", "purpose": composed.purpose.as_str()})),
@@ -398,5 +404,5 @@ async fn send_message(
             })),
         )
             .into_response(),
-    })
+    }
 }

@@ -6,8 +6,10 @@ mod auth;
 mod consent;
 mod conversations;
 mod email;
+mod handoffs;
 mod health;
 mod json;
+mod staff;
 mod twilio;
 mod waha;
 mod web;
@@ -56,6 +58,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(web::routes())
         .merge(conversations::routes())
         .merge(consent::routes())
+        .merge(handoffs::routes())
+        .merge(staff::routes())
         .merge(health::routes())
         .with_state(state)
         .layer(

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::agents::ReplyContext;
+use crate::agents::handoff::{self, HandoffReason};
 use crate::app::AppState;
 use crate::channels::whatsapp::split_message;
 use crate::consent::{
@@ -18,10 +19,12 @@ use crate::consent::{
 use crate::domain::{
     Author, Channel, ConversationId, DeliveryStatus, Direction, MessageContent, MessageId,
 };
+use crate::llm::IntentPrediction;
 use crate::memory::{Turn, TurnRole};
 use crate::store::{
     Completion, ConversationRecord, LedgerEntry, MessageRecord, NewReply, PendingInbound,
 };
+use serde_json::json;
 
 /// Pending messages read per round trip.
 const PENDING_PAGE: i64 = 32;
@@ -116,6 +119,10 @@ async fn handle_message(
         replies = completion.replies.len(),
         "message handled"
     );
+    if let Some(handoff) = &completion.handoff {
+        state.metrics.handoff_opened(&handoff.reason);
+        handoff::announce(state, "opened", &handoff.id).await;
+    }
     remember(state, conversation.id, &message, &completion).await;
     publish(
         state,
@@ -198,6 +205,7 @@ async fn decide(
         confidence: None,
         replies: Vec::new(),
         consent: None,
+        handoff: None,
     };
     match command {
         Some(ConsentCommand::OptOut { how, matched }) => {
@@ -269,6 +277,27 @@ async fn decide(
         completion.confidence = prediction.as_ref().map(|p| f64::from(p.confidence));
         return Ok(completion);
     }
+    if let (Some(text), Some(prediction)) = (text, prediction.as_ref())
+        && let Some(reason) = handoff_reason(state, conversation, text, prediction).await
+    {
+        let context = json!({
+            "reason": reason.as_str(),
+            "intent": prediction.intent,
+            "confidence": prediction.confidence,
+            "last_message": text,
+        });
+        let (handoff, told) = handoff::plan(state, conversation, reason, None, context).await?;
+        completion.intent = Some(
+            prediction
+                .intent
+                .clone()
+                .unwrap_or_else(|| "abstain".to_owned()),
+        );
+        completion.confidence = Some(f64::from(prediction.confidence));
+        completion.handoff = Some(handoff);
+        completion.replies = replies(state, conversation, message, false, Purpose::Reply, &told);
+        return Ok(completion);
+    }
     let business = policy.business.as_str();
     let context = ReplyContext {
         business,
@@ -295,6 +324,43 @@ async fn decide(
     };
     completion.replies = replies(state, conversation, message, false, Purpose::Reply, &reply);
     Ok(completion)
+}
+
+/// Whether the bot should step aside for this message, and why: an explicit ask for a person,
+/// anger or repeated frustration, or a message the classifier could not place.
+async fn handoff_reason(
+    state: &AppState,
+    conversation: &ConversationRecord,
+    text: &str,
+    prediction: &IntentPrediction,
+) -> Option<HandoffReason> {
+    if prediction.intent.as_deref() == Some("human_request") || handoff::asks_for_a_person(text) {
+        return Some(HandoffReason::ExplicitRequest);
+    }
+    let upset = handoff::upset_level(text);
+    if upset > 0 {
+        // Only a mildly upset message needs the earlier ones to decide.
+        let earlier = if upset == 1 {
+            state
+                .memory
+                .recent(conversation.id)
+                .await
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let earlier_texts = earlier
+            .iter()
+            .filter(|t| t.role == TurnRole::Prospect)
+            .map(|t| t.text.as_str());
+        if handoff::is_frustrated(text, earlier_texts) {
+            return Some(HandoffReason::Frustration);
+        }
+    }
+    if prediction.intent.is_none() {
+        return Some(HandoffReason::LowConfidence);
+    }
+    None
 }
 
 /// A reply split for its channel, each part checked by the consent gate as it is queued.

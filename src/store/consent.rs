@@ -1,6 +1,7 @@
 //! Consent records: appending to the ledger (never updating it), reading a contact's current
 //! consent and history, the audit export, the facts the outbound gate decides on, outbound
-//! messages queued by staff and integrations, and erasing a contact's personal data.
+//! messages queued by staff and integrations, and erasing a contact's personal data (with its
+//! conversations' messages and handoffs).
 
 use super::records::parse_uuid;
 use super::{Store, StoreError, on_pool};
@@ -484,6 +485,12 @@ impl Store {
                 "DELETE FROM delivery_receipts WHERE provider_message_id IN (
                      SELECT m.provider_message_id FROM messages m JOIN conversations c ON c.id = m.conversation_id
                      WHERE c.contact_id = $1 AND m.direction = 'outbound' AND m.provider_message_id IS NOT NULL)",
+            )
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM handoffs WHERE conversation_id IN (SELECT id FROM conversations WHERE contact_id = $1)",
             )
             .bind(&id)
             .execute(&mut *tx)

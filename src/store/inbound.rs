@@ -80,6 +80,8 @@ pub struct Completion {
     pub replies: Vec<NewReply>,
     /// A consent change the message made (STOP, START, HELP).
     pub consent: Option<LedgerEntry>,
+    /// The bot steps aside: a person takes the conversation.
+    pub handoff: Option<crate::store::NewHandoff>,
 }
 
 struct Prepared<'a> {
@@ -347,6 +349,15 @@ impl Store {
             }
             if let Some(entry) = &completion.consent {
                 super::consent::insert_consent_event!(tx, &entry.subject, &entry.event)?;
+            }
+            if let Some(handoff) = &completion.handoff {
+                super::insert_handoff!(
+                    tx,
+                    conversation.tenant.as_str(),
+                    &conversation_id,
+                    handoff,
+                    now
+                )?;
             }
             sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
                 .bind(now)

@@ -10,10 +10,12 @@
 mod channels;
 mod consent;
 mod conversations;
+mod handoffs;
 mod inbound;
 mod outbox;
 mod receipts;
 mod records;
+mod staff;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -25,9 +27,12 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use channels::{EmailRecord, SessionState};
 pub use consent::{ConsentExportRow, ContactRecord, GateFactsRow, NewOutbound};
+pub(crate) use handoffs::insert_handoff;
+pub use handoffs::{ClaimOutcome, HandoffRecord, NewHandoff};
 pub use inbound::{Completion, Inserted, LedgerEntry, NewReply, RecordOutcome};
 pub use outbox::{OutboundJob, SendFailure};
 pub use records::{ConversationRecord, MessageRecord, PendingInbound};
+pub use staff::StaffRecord;
 
 /// Errors from the record store. Callers log them; HTTP answers 503 without details.
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,7 @@ mod consent_ledger;
 mod consent_property;
 mod email;
 mod gateway;
+mod handoff;
 mod harness;
 mod intents;
 mod store;

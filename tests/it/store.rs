@@ -94,6 +94,7 @@ fn reply(text: &str) -> Completion {
             blocked: None,
         }],
         consent: None,
+        handoff: None,
     }
 }
 
