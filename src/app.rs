@@ -45,6 +45,12 @@ pub struct AppState {
     pub intents: IntentDetector,
     pub replies: ReplyBook,
     pub whatsapp: WhatsAppClient,
+    pub twilio: crate::channels::twilio::TwilioClient,
+    pub waha: crate::channels::waha::WahaClient,
+    /// The SMTP sender for email replies (`SMTP_URL`), if configured.
+    pub smtp: Option<crate::channels::email::SmtpSender>,
+    /// Signs and checks one-click unsubscribe links.
+    pub unsubscribe: crate::channels::email::UnsubscribeKey,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     /// Lead facts, scores and temperature.
@@ -233,6 +239,18 @@ impl App {
             mx,
             llm,
         };
+        let twilio = crate::channels::twilio::TwilioClient::new(&config.twilio.api_base);
+        let smtp = config
+            .email
+            .smtp_url
+            .as_ref()
+            .map(crate::channels::email::SmtpSender::new)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        let unsubscribe = crate::channels::email::UnsubscribeKey::new(
+            config.email.unsubscribe_secret.as_ref(),
+            &admin_token,
+        );
         let shutdown = CancellationToken::new();
         let state = Arc::new(AppState {
             config,
@@ -245,6 +263,10 @@ impl App {
             intents,
             replies,
             whatsapp,
+            twilio,
+            smtp,
+            unsubscribe,
+            waha: crate::channels::waha::WahaClient::new(),
             metrics,
             recorder,
             leads,

@@ -28,7 +28,7 @@ pub const DEFAULT_WHATSAPP_API_BASE: &str = "https://graph.facebook.com/v21.0";
 pub struct ConfigError(String);
 
 impl ConfigError {
-    fn new(message: impl Into<String>) -> Self {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
         Self(message.into())
     }
 }
@@ -63,6 +63,11 @@ pub struct Config {
     pub pipeline: PipelineSettings,
     pub llm: LlmConfig,
     pub whatsapp: WhatsAppConfig,
+    /// `PARLEY_PUBLIC_URL`: where the internet reaches this server (webhook and unsubscribe links).
+    pub public_url: Option<String>,
+    pub twilio: crate::channels::twilio::TwilioConfig,
+    pub waha: crate::channels::waha::WahaConfig,
+    pub email: crate::channels::email::EmailConfig,
     /// Tenants by id; `default` always exists.
     pub tenants: BTreeMap<TenantId, TenantConfig>,
     /// The key that names contacts in the consent ledger (`PARLEY_CONSENT_KEY`); generated and
@@ -126,6 +131,8 @@ pub struct TenantConfig {
     /// The business's name, used in replies.
     pub name: String,
     pub whatsapp: Option<TenantWhatsApp>,
+    /// The tenant's Twilio number, WAHA session and email address.
+    pub channels: crate::channels::TenantChannels,
     /// The tenant's consent policy (`[tenants.<id>.consent]`, else `[consent]`, else defaults).
     pub consent: ConsentSettings,
     /// Business hours, SLA and texts of handoffs (`[tenants.<id>.handoff]`, else `[handoff]`).
@@ -272,6 +279,24 @@ impl Config {
         };
         check_http_url("WHATSAPP_API_BASE", &whatsapp.api_base)?;
 
+        let public_url = var("PARLEY_PUBLIC_URL")
+            .or(file.public_url)
+            .map(|u| u.trim_end_matches('/').to_owned());
+        if let Some(url) = &public_url {
+            check_http_url("PARLEY_PUBLIC_URL", url)?;
+        }
+        let twilio = crate::channels::twilio::TwilioConfig::load(
+            &var,
+            file.twilio.unwrap_or_default(),
+            public_url.as_deref(),
+        )?;
+        let waha = crate::channels::waha::WahaConfig::load(&var, file.waha.unwrap_or_default())?;
+        let email = crate::channels::email::EmailConfig::load(
+            &var,
+            file.email.unwrap_or_default(),
+            public_url.as_deref(),
+        )?;
+
         let global_consent = file.consent.unwrap_or_default();
         global_consent
             .validate("consent")
@@ -299,6 +324,12 @@ impl Config {
                     .or(default_file.name)
                     .unwrap_or_else(|| "Skyline Habitat".to_owned()),
                 whatsapp: default_whatsapp,
+                channels: crate::channels::TenantChannels::load(
+                    "default",
+                    var("TWILIO_FROM_NUMBER").or(default_file.twilio_from_number),
+                    var("WAHA_SESSION").or(default_file.waha_session),
+                    var("EMAIL_FROM").or(default_file.email_from),
+                )?,
                 consent: tenant_consent("default", default_file.consent, &global_consent)?,
                 handoff: tenant_handoff("default", default_file.handoff, &global_handoff)?,
                 templates: default_file.templates,
@@ -315,6 +346,12 @@ impl Config {
                 &format!("tenants.{raw_id}.whatsapp_access_token"),
             )?;
             let name = tenant.name.unwrap_or_else(|| raw_id.clone());
+            let channels = crate::channels::TenantChannels::load(
+                &raw_id,
+                tenant.twilio_from_number,
+                tenant.waha_session,
+                tenant.email_from,
+            )?;
             let consent = tenant_consent(&raw_id, tenant.consent, &global_consent)?;
             let handoff = tenant_handoff(&raw_id, tenant.handoff, &global_handoff)?;
             tenants.insert(
@@ -323,6 +360,7 @@ impl Config {
                     id,
                     name,
                     whatsapp,
+                    channels,
                     consent,
                     handoff,
                     templates: tenant.templates,
@@ -393,6 +431,10 @@ impl Config {
             pipeline,
             llm,
             whatsapp,
+            public_url,
+            twilio,
+            waha,
+            email,
             tenants,
             consent_key: secret("PARLEY_CONSENT_KEY").or(file.consent_key),
             leads,
@@ -493,7 +535,7 @@ fn parse_number<T: std::str::FromStr + Copy>(
     }
 }
 
-fn check_http_url(setting: &str, raw: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_http_url(setting: &str, raw: &str) -> Result<(), ConfigError> {
     match url::Url::parse(raw) {
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Ok(()),
         _ => Err(ConfigError::new(format!(
@@ -518,6 +560,10 @@ struct FileConfig {
     pipeline: Option<PipelineFile>,
     llm: Option<LlmFile>,
     whatsapp: Option<WhatsAppFile>,
+    public_url: Option<String>,
+    twilio: Option<crate::channels::twilio::TwilioFile>,
+    waha: Option<crate::channels::waha::WahaFile>,
+    email: Option<crate::channels::email::EmailFile>,
     consent: Option<ConsentSettings>,
     consent_key: Option<SecretString>,
     handoff: Option<HandoffSettings>,
@@ -578,6 +624,9 @@ struct TenantFile {
     name: Option<String>,
     whatsapp_phone_number_id: Option<String>,
     whatsapp_access_token: Option<SecretString>,
+    twilio_from_number: Option<String>,
+    waha_session: Option<String>,
+    email_from: Option<String>,
     consent: Option<ConsentSettings>,
     handoff: Option<HandoffSettings>,
     #[serde(default)]

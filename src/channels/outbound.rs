@@ -50,11 +50,90 @@ pub async fn send(state: &AppState, job: &OutboundJob) -> Result<Accepted, Refus
             status: DeliveryStatus::Delivered,
         }),
         Channel::Whatsapp => send_whatsapp(state, job).await,
-        other => Err(Refused::permanent(
-            None,
-            format!("the {other} channel cannot send yet"),
-        )),
+        Channel::Twilio => send_twilio(state, job).await,
+        Channel::Waha => send_waha(state, job).await,
+        Channel::Email => send_email(state, job).await,
     }
+}
+
+async fn send_twilio(state: &AppState, job: &OutboundJob) -> Result<Accepted, Refused> {
+    let config = &state.config.twilio;
+    let (Some(account_sid), Some(auth_token)) = (&config.account_sid, &config.auth_token) else {
+        return Err(Refused::permanent(
+            None,
+            "Twilio is not configured (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN)",
+        ));
+    };
+    let Some(number) = state
+        .config
+        .tenant(&job.tenant)
+        .and_then(|t| t.channels.twilio_from.as_deref())
+    else {
+        return Err(Refused::permanent(
+            None,
+            "no Twilio number is configured for this tenant (TWILIO_FROM_NUMBER)",
+        ));
+    };
+    // A WhatsApp conversation is answered from the number's WhatsApp sender, an SMS one by SMS.
+    let from = if job.address.starts_with("whatsapp:") {
+        format!("whatsapp:{number}")
+    } else {
+        number.to_owned()
+    };
+    state
+        .twilio
+        .send(
+            account_sid,
+            auth_token,
+            &from,
+            &job.address,
+            &job.text,
+            config.webhook_url.as_deref(),
+        )
+        .await
+        .map(|sid| Accepted {
+            provider_id: Some(sid),
+            status: DeliveryStatus::Sent,
+        })
+        .map_err(|err| Refused {
+            retryable: err.retryable,
+            retry_after: err.retry_after,
+            failure: SendFailure {
+                code: err.code,
+                detail: err.to_string(),
+            },
+        })
+}
+
+async fn send_waha(state: &AppState, job: &OutboundJob) -> Result<Accepted, Refused> {
+    let config = &state.config.waha;
+    let Some(url) = &config.url else {
+        return Err(Refused::permanent(
+            None,
+            "WAHA is not configured (WAHA_URL)",
+        ));
+    };
+    let tenant = state.config.tenant(&job.tenant);
+    let session = tenant
+        .and_then(|t| t.channels.waha_session.as_deref())
+        .unwrap_or("default");
+    let chat_id = crate::channels::waha::chat_id_for(&job.address);
+    state
+        .waha
+        .send_text(url, config.api_key.as_ref(), session, &chat_id, &job.text)
+        .await
+        .map(|id| Accepted {
+            provider_id: id,
+            status: DeliveryStatus::Sent,
+        })
+        .map_err(|err| Refused {
+            retryable: err.retryable,
+            retry_after: err.retry_after,
+            failure: SendFailure {
+                code: err.http_status.map(i64::from),
+                detail: err.to_string(),
+            },
+        })
 }
 
 async fn send_whatsapp(state: &AppState, job: &OutboundJob) -> Result<Accepted, Refused> {
@@ -104,5 +183,96 @@ async fn send_whatsapp(state: &AppState, job: &OutboundJob) -> Result<Accepted, 
             code: err.code,
             detail: err.to_string(),
         },
+    })
+}
+
+async fn send_email(state: &AppState, job: &OutboundJob) -> Result<Accepted, Refused> {
+    use crate::channels::email::{OutgoingEmail, plus_address, reply_subject};
+    let Some(smtp) = &state.smtp else {
+        return Err(Refused::permanent(
+            None,
+            "SMTP is not configured (SMTP_URL)",
+        ));
+    };
+    let Some(from) = state
+        .config
+        .tenant(&job.tenant)
+        .and_then(|t| t.channels.email_from.as_ref())
+    else {
+        return Err(Refused::permanent(
+            None,
+            "no email address is configured for this tenant (EMAIL_FROM)",
+        ));
+    };
+    let store_failure = |err: crate::store::StoreError| Refused {
+        failure: SendFailure {
+            code: None,
+            detail: format!("the thread could not be read: {err}"),
+        },
+        retryable: true,
+        retry_after: None,
+    };
+    let parent = state
+        .store
+        .latest_inbound_email(job.conversation_id)
+        .await
+        .map_err(store_failure)?;
+    let domain = from.email.domain().to_owned();
+    // Derived from the outbox id: a retried send repeats the same Message-ID.
+    let message_id = format!("{}@{domain}", job.id.0.simple());
+    let mut references = parent
+        .as_ref()
+        .map(|p| p.references.clone())
+        .unwrap_or_default();
+    if let Some(parent) = &parent {
+        references.push(parent.message_id.clone());
+    }
+    let contact = crate::domain::ContactId::derive(&job.tenant, Channel::Email, &job.address);
+    let unsubscribe_url = state.config.email.public_url.as_ref().map(|base| {
+        format!(
+            "{base}/unsubscribe/{}",
+            state.unsubscribe.token(&job.tenant, contact)
+        )
+    });
+    let email = OutgoingEmail {
+        from,
+        to: &job.address,
+        reply_to: Some(plus_address(from.email.as_ref(), job.conversation_id)),
+        subject: reply_subject(parent.as_ref().and_then(|p| p.subject.as_deref())),
+        message_id: &message_id,
+        in_reply_to: parent.as_ref().map(|p| p.message_id.as_str()),
+        references: &references,
+        text: &job.text,
+        unsubscribe_url,
+    };
+    smtp.send(&email).await.map_err(|err| Refused {
+        retryable: err.retryable,
+        retry_after: None,
+        failure: SendFailure {
+            code: err.code,
+            detail: err.to_string(),
+        },
+    })?;
+    // Remembered so a reply to this email threads back here even without References.
+    let thread = parent.as_ref().map(|p| p.thread.clone());
+    if let Some(thread) = thread {
+        let record = crate::store::EmailRecord {
+            tenant: job.tenant.clone(),
+            message_id: message_id.clone(),
+            conversation_id: job.conversation_id,
+            thread,
+            inbound: false,
+            subject: Some(email.subject.clone()),
+            references,
+            attachments: "[]".to_owned(),
+            created_at: state.clock.now_ms(),
+        };
+        if let Err(err) = state.store.record_email(&record).await {
+            tracing::warn!(message.id = %job.id, error = %err, "could not remember a sent email's Message-ID");
+        }
+    }
+    Ok(Accepted {
+        provider_id: ProviderMessageId::parse(&message_id).ok(),
+        status: DeliveryStatus::Sent,
     })
 }

@@ -38,7 +38,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     if let Err(err) = &memory {
         tracing::warn!(error = %err, "readiness: memory unavailable");
     }
-    let body = json!({
+    let mut body = json!({
         "status": if ready { "ready" } else { "unavailable" },
         "checks": {
             "database": { "backend": state.store.backend_name(), "status": label(database.is_ok()) },
@@ -46,6 +46,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             "memory": { "backend": backend(&state), "status": label(memory.is_ok()) },
         }
     });
+    if let Some(waha) = super::waha::readiness(&state).await {
+        body["checks"]["waha"] = waha;
+    }
     let status = if ready {
         StatusCode::OK
     } else {

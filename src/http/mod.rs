@@ -6,12 +6,16 @@ mod auth;
 mod consent;
 mod conversations;
 mod crm;
+mod email;
 mod handoffs;
 mod health;
 mod json;
 mod leads;
 mod staff;
+mod twilio;
+mod waha;
 mod web;
+mod webhook;
 mod whatsapp;
 
 use std::sync::Arc;
@@ -50,6 +54,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     });
     Router::new()
         .merge(whatsapp::routes(&state))
+        .merge(twilio::routes(&state))
+        .merge(waha::routes(&state))
+        .merge(email::routes(&state))
         .merge(web::routes())
         .merge(conversations::routes())
         .merge(consent::routes())
@@ -64,6 +71,8 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .layer(SetSensitiveRequestHeadersLayer::new([
                     header::AUTHORIZATION,
                     HeaderName::from_static("x-hub-signature-256"),
+                    HeaderName::from_static("x-twilio-signature"),
+                    HeaderName::from_static("x-webhook-hmac"),
                 ]))
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(trace)

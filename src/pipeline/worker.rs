@@ -30,6 +30,8 @@ use serde_json::json;
 const PENDING_PAGE: i64 = 32;
 /// The longest text one message may carry on WhatsApp.
 const WHATSAPP_TEXT_LIMIT: usize = 4096;
+/// The longest body Twilio's Messages API accepts.
+const TWILIO_TEXT_LIMIT: usize = 1600;
 
 /// Runs one worker until `shutdown`; the current conversation is finished first.
 pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
@@ -383,10 +385,10 @@ fn replies(
     purpose: Purpose,
     text: &str,
 ) -> Vec<NewReply> {
-    let parts = if conversation.channel == Channel::Whatsapp {
-        split_message(text, WHATSAPP_TEXT_LIMIT)
-    } else {
-        vec![text.to_owned()]
+    let parts = match conversation.channel {
+        Channel::Whatsapp | Channel::Waha => split_message(text, WHATSAPP_TEXT_LIMIT),
+        Channel::Twilio => split_message(text, TWILIO_TEXT_LIMIT),
+        _ => vec![text.to_owned()],
     };
     let policy = state.consent.policy(&conversation.tenant);
     let request = GateRequest {

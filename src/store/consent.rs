@@ -465,8 +465,8 @@ impl Store {
         Ok(())
     }
 
-    /// Erases a contact's personal data: its messages, conversations, receipts and the contact
-    /// itself. The consent ledger stays (it names the contact only by a keyed hash). Returns the
+    /// Erases a contact's personal data: its messages, conversations, receipts, email threading
+    /// records and the contact itself. The consent ledger stays (it names the contact only by a keyed hash). Returns the
     /// erased conversations (their memory is cleared by the caller), or `None` if there was no
     /// such contact.
     pub async fn erase_contact(
@@ -509,6 +509,12 @@ impl Store {
             .await?;
             sqlx::query(
                 "DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE contact_id = $1)",
+            )
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM email_messages WHERE conversation_id IN (SELECT id FROM conversations WHERE contact_id = $1)",
             )
             .bind(&id)
             .execute(&mut *tx)

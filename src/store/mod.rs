@@ -7,6 +7,7 @@
 //! is written out. Every write transaction starts with a write, so SQLite takes its write lock at
 //! once instead of failing a lock upgrade.
 
+mod channels;
 mod consent;
 mod conversations;
 mod handoffs;
@@ -24,6 +25,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use channels::{EmailRecord, SessionState};
 pub use consent::{ConsentExportRow, ContactRecord, GateFactsRow, NewOutbound};
 pub(crate) use handoffs::insert_handoff;
 pub use handoffs::{ClaimOutcome, HandoffRecord, NewHandoff};

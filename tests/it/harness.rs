@@ -13,6 +13,9 @@ use parley::channels::whatsapp::sign;
 use parley::config::Config;
 use parley::domain::Clock;
 use parley::testkit::fake_graph::FakeGraph;
+use parley::testkit::fake_twilio::FakeTwilio;
+use parley::testkit::fake_waha::FakeWaha;
+use parley::testkit::smtp_sink::SmtpSink;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +27,40 @@ pub const VERIFY_TOKEN: &str = "test-verify-token";
 pub const PHONE_NUMBER_ID: &str = "106540352242922";
 pub const ACCESS_TOKEN: &str = "test-access-token";
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const TWILIO_ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
+pub const TWILIO_AUTH_TOKEN: &str = "test-twilio-auth-token";
+/// The URL Twilio is configured to call (what its signatures cover).
+pub const TWILIO_WEBHOOK_URL: &str = "https://parley.example.com/webhooks/twilio";
+pub const TWILIO_NUMBER: &str = "+14155238886";
+pub const WAHA_API_KEY: &str = "test-waha-api-key";
+pub const WAHA_HMAC_KEY: &str = "test-waha-hmac-key";
+/// Mailgun's published test vector key (`vector_mailgun_signature.json`, the multimail fixture).
+pub const MAILGUN_SIGNING_KEY: &str = "foo";
+pub const EMAIL_WEBHOOK_SECRET: &str = "test-email-path-secret";
+pub const EMAIL_WEBHOOK_USER: &str = "postmark";
+pub const EMAIL_WEBHOOK_PASSWORD: &str = "test-email-password";
+pub const EMAIL_FROM: &str = "Skyline Habitat <hello@skyline.example>";
+pub const PUBLIC_URL: &str = "https://parley.example.com";
+
+/// The provider fakes a test server talks to; kept across a restart.
+#[derive(Clone)]
+pub struct Fakes {
+    pub graph: Arc<FakeGraph>,
+    pub twilio: Arc<FakeTwilio>,
+    pub waha: Arc<FakeWaha>,
+    pub smtp: Arc<SmtpSink>,
+}
+
+impl Fakes {
+    pub async fn start() -> Self {
+        Self {
+            graph: Arc::new(FakeGraph::start().await.unwrap()),
+            twilio: Arc::new(FakeTwilio::start().await.unwrap()),
+            waha: Arc::new(FakeWaha::start(WAHA_API_KEY).await.unwrap()),
+            smtp: Arc::new(SmtpSink::start().await.unwrap()),
+        }
+    }
+}
 
 /// Runs each named `async fn(Backends)` twice: on embedded backends (SQLite, in-process) and on
 /// PostgreSQL and Redis (skipped with a reason, or failing under `PARLEY_REQUIRE_SERVICES=1`,
@@ -84,6 +121,7 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub graph: Arc<FakeGraph>,
+    pub fakes: Fakes,
     pub data_dir: PathBuf,
     /// The running application's shared state (its store, consent, clock).
     pub state: Arc<AppState>,
@@ -131,16 +169,16 @@ impl TestApp {
     pub async fn start(spawn: Spawn) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().to_path_buf();
-        let graph = Arc::new(FakeGraph::start().await.unwrap());
-        Self::start_on(spawn, data_dir, Some(dir), graph).await
+        Self::start_on(spawn, data_dir, Some(dir), Fakes::start().await).await
     }
 
     async fn start_on(
         spawn: Spawn,
         data_dir: PathBuf,
         dir: Option<tempfile::TempDir>,
-        graph: Arc<FakeGraph>,
+        fakes: Fakes,
     ) -> Self {
+        let graph = fakes.graph.clone();
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         let manifest = env!("CARGO_MANIFEST_DIR");
         for (k, v) in [
@@ -155,6 +193,21 @@ impl TestApp {
             ("WHATSAPP_ACCESS_TOKEN", ACCESS_TOKEN.to_owned()),
             ("WHATSAPP_API_BASE", graph.base_url()),
             ("PARLEY_CONFIG", format!("{manifest}/tests/data/empty.toml")),
+            ("TWILIO_ACCOUNT_SID", TWILIO_ACCOUNT_SID.to_owned()),
+            ("TWILIO_AUTH_TOKEN", TWILIO_AUTH_TOKEN.to_owned()),
+            ("TWILIO_API_BASE", fakes.twilio.base_url()),
+            ("TWILIO_WEBHOOK_URL", TWILIO_WEBHOOK_URL.to_owned()),
+            ("TWILIO_FROM_NUMBER", TWILIO_NUMBER.to_owned()),
+            ("WAHA_URL", fakes.waha.base_url()),
+            ("WAHA_API_KEY", WAHA_API_KEY.to_owned()),
+            ("WAHA_HMAC_KEY", WAHA_HMAC_KEY.to_owned()),
+            ("PARLEY_PUBLIC_URL", PUBLIC_URL.to_owned()),
+            ("SMTP_URL", fakes.smtp.url()),
+            ("EMAIL_FROM", EMAIL_FROM.to_owned()),
+            ("MAILGUN_SIGNING_KEY", MAILGUN_SIGNING_KEY.to_owned()),
+            ("EMAIL_WEBHOOK_SECRET", EMAIL_WEBHOOK_SECRET.to_owned()),
+            ("EMAIL_WEBHOOK_USER", EMAIL_WEBHOOK_USER.to_owned()),
+            ("EMAIL_WEBHOOK_PASSWORD", EMAIL_WEBHOOK_PASSWORD.to_owned()),
         ] {
             env.insert(k.to_owned(), v);
         }
@@ -193,6 +246,7 @@ impl TestApp {
             base,
             http: reqwest::Client::new(),
             graph,
+            fakes,
             data_dir,
             backends: spawn.backends,
             clock: spawn.clock,
@@ -217,8 +271,8 @@ impl TestApp {
             clock: self.clock.clone(),
         };
         let dir = self._dir.take();
-        let graph = self.graph.clone();
-        Self::start_on(spawn, self.data_dir.clone(), dir, graph).await
+        let fakes = self.fakes.clone();
+        Self::start_on(spawn, self.data_dir.clone(), dir, fakes).await
     }
 
     /// Stops gracefully (like SIGTERM) and returns how the server ended.
@@ -287,6 +341,24 @@ impl TestApp {
             .admin_get(&format!("/api/v1/conversations/{conversation}/messages"))
             .await;
         body["messages"].as_array().unwrap().clone()
+    }
+
+    /// Waits until the contact's consent state is `state` (`opted_out`, ...) and returns it.
+    pub async fn wait_for_consent(&self, contact: &str, state: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let consent = self
+                .admin_get(&format!("/api/v1/contacts/{contact}/consent"))
+                .await;
+            if consent["state"] == state {
+                return consent;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "consent never became {state}: {consent:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Waits until the conversation has `n` bot messages with status beyond queued.
