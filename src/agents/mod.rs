@@ -2,6 +2,8 @@
 //! from `prompts/replies.toml`; the specialist agents (prompts/agents/) build on the same entry
 //! point.
 
+pub mod brain;
+pub mod guardrails;
 pub mod handoff;
 mod replies;
 mod spec;

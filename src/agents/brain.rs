@@ -1,0 +1,305 @@
+//! The offline brain: a useful answer without a model. From the passages retrieval found, it keeps
+//! the sentences that answer the question (ranked by how many of the question's content words they
+//! share, weighted by rarity across the passages, with a bonus for figures when the question asks
+//! about money or dates), in their original order, and cites the passages they came from. How much
+//! of the question the answer covers is one of the confidence factors.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::consent::normalise;
+
+/// A retrieved passage, as the agents see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evidence {
+    /// The chunk id, cited by answers.
+    pub id: String,
+    pub text: String,
+    pub score: f32,
+    pub document: String,
+    pub section: Option<String>,
+}
+
+/// An extractive answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub text: String,
+    /// The passages the sentences came from, in citation order.
+    pub cited: Vec<String>,
+    /// The share (0 to 1) of the question's content words the answer covers.
+    pub coverage: f32,
+}
+
+const STOPWORDS: &[&str] = &[
+    "a", "an", "the", "is", "are", "was", "were", "be", "been", "do", "does", "did", "what",
+    "whats", "which", "who", "whom", "how", "when", "where", "why", "can", "could", "would",
+    "should", "will", "shall", "may", "might", "i", "me", "my", "we", "our", "you", "your", "it",
+    "its", "this", "that", "these", "those", "there", "here", "of", "in", "on", "at", "to", "for",
+    "from", "by", "with", "about", "and", "or", "but", "if", "so", "any", "some", "please", "tell",
+    "know", "want", "like", "need", "get", "have", "has", "had", "much", "many", "there", "hi",
+    "hello", "also", "just", "up", "out", "as", "into", "than", "then", "them", "they", "us",
+];
+
+const MONEY_WORDS: &[&str] = &[
+    "price", "cost", "rate", "budget", "much", "charges", "fee", "emi", "payment", "booking",
+    "amount",
+];
+const TIME_WORDS: &[&str] = &[
+    "when",
+    "possession",
+    "date",
+    "ready",
+    "handover",
+    "completion",
+    "timeline",
+];
+
+/// The content words of a text, lightly stemmed (plural `s` dropped).
+pub fn content_words(text: &str) -> Vec<String> {
+    normalise(text)
+        .split(' ')
+        .filter(|w| !w.is_empty() && !STOPWORDS.contains(w))
+        .map(|w| {
+            if w.len() > 3 && w.ends_with('s') && !w.ends_with("ss") {
+                w[..w.len() - 1].to_owned()
+            } else {
+                w.to_owned()
+            }
+        })
+        .collect()
+}
+
+fn split_sentences(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let chars: Vec<char> = text.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        current.push(*c);
+        let next_is_space = chars.get(i + 1).is_none_or(|n| n.is_whitespace());
+        let boundary = (matches!(c, '.' | '!' | '?') && next_is_space) || *c == '\n';
+        if boundary {
+            let s = current
+                .trim()
+                .trim_start_matches(['-', '*', '#', '|', ' '])
+                .trim();
+            if s.chars().filter(|c| c.is_alphanumeric()).count() >= 3 {
+                out.push(s.to_owned());
+            }
+            current.clear();
+        }
+    }
+    let s = current
+        .trim()
+        .trim_start_matches(['-', '*', '#', '|', ' '])
+        .trim();
+    if s.chars().filter(|c| c.is_alphanumeric()).count() >= 3 {
+        out.push(s.to_owned());
+    }
+    out
+}
+
+/// Whether a sentence states an amount of money.
+fn has_amount(sentence: &str) -> bool {
+    let lower = sentence.to_lowercase();
+    sentence.contains('₹')
+        || sentence.contains('$')
+        || [" cr", "crore", "lakh", " rs", "inr", "per sq"]
+            .iter()
+            .any(|m| lower.contains(m))
+}
+
+/// Whether a sentence states a date (a year or a month).
+fn has_date(sentence: &str) -> bool {
+    let lower = sentence.to_lowercase();
+    lower
+        .split(|c: char| !c.is_ascii_digit())
+        .any(|d| d.len() == 4 && (d.starts_with("19") || d.starts_with("20")))
+        || [
+            "january",
+            "february",
+            "march",
+            "april",
+            "may ",
+            "june",
+            "july",
+            "august",
+            "september",
+            "october",
+            "november",
+            "december",
+        ]
+        .iter()
+        .any(|m| lower.contains(m))
+}
+
+/// The best `max_sentences` sentences of the passages for `question`, or `None` when no sentence
+/// shares a content word with it.
+pub fn extract_answer(
+    question: &str,
+    passages: &[Evidence],
+    max_sentences: usize,
+) -> Option<Answer> {
+    let question_words: BTreeSet<String> = content_words(question).into_iter().collect();
+    if question_words.is_empty() || passages.is_empty() {
+        return None;
+    }
+    let wants_money = question_words
+        .iter()
+        .any(|w| MONEY_WORDS.contains(&w.as_str()));
+    let wants_time = question_words
+        .iter()
+        .any(|w| TIME_WORDS.contains(&w.as_str()));
+    // Candidate sentences with their passage and position; the passage's section heading counts
+    // as context for its sentences.
+    let mut candidates = Vec::new();
+    for (rank, passage) in passages.iter().enumerate() {
+        let context: BTreeSet<String> = passage
+            .section
+            .as_deref()
+            .map(content_words)
+            .unwrap_or_default()
+            .into_iter()
+            .chain(content_words(&passage.document))
+            .collect();
+        for (position, sentence) in split_sentences(&passage.text).into_iter().enumerate() {
+            let words: BTreeSet<String> = content_words(&sentence).into_iter().collect();
+            candidates.push((rank, position, sentence, words, context.clone()));
+        }
+    }
+    // Rarer words weigh more: a word found in every sentence says little.
+    let mut frequency: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, _, _, words, _) in &candidates {
+        for w in words {
+            *frequency.entry(w.as_str()).or_default() += 1;
+        }
+    }
+    let total = candidates.len().max(1) as f32;
+    let weight = |w: &str| -> f32 {
+        let f = frequency.get(w).copied().unwrap_or(0) as f32;
+        (1.0 + total / (1.0 + f)).ln()
+    };
+    let mut scored: Vec<(f32, usize, usize, String, BTreeSet<String>)> = candidates
+        .iter()
+        .filter_map(|(rank, position, sentence, words, context)| {
+            let shared: Vec<&String> = question_words
+                .iter()
+                .filter(|q| words.contains(*q))
+                .collect();
+            if shared.is_empty() {
+                return None;
+            }
+            let mut score: f32 = shared.iter().map(|w| weight(w)).sum();
+            score += 0.5
+                * question_words
+                    .iter()
+                    .filter(|q| context.contains(*q) && !words.contains(*q))
+                    .count() as f32;
+            if (wants_money && has_amount(sentence)) || (wants_time && has_date(sentence)) {
+                score += 1.0;
+            }
+            score -= 0.1 * *rank as f32;
+            let covered: BTreeSet<String> = question_words
+                .iter()
+                .filter(|q| words.contains(*q) || context.contains(*q))
+                .cloned()
+                .collect();
+            Some((score, *rank, *position, sentence.clone(), covered))
+        })
+        .collect();
+    if scored.is_empty() {
+        return None;
+    }
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut chosen: Vec<(usize, usize, String, BTreeSet<String>)> = Vec::new();
+    for (_, rank, position, sentence, covered) in scored {
+        if chosen.len() == max_sentences {
+            break;
+        }
+        if chosen.iter().any(|(_, _, s, _)| *s == sentence) {
+            continue;
+        }
+        chosen.push((rank, position, sentence, covered));
+    }
+    chosen.sort_by_key(|(rank, position, _, _)| (*rank, *position));
+    let covered: BTreeSet<&String> = chosen.iter().flat_map(|(_, _, _, c)| c.iter()).collect();
+    let coverage = covered.len() as f32 / question_words.len() as f32;
+    let mut cited = Vec::new();
+    for (rank, _, _, _) in &chosen {
+        let id = &passages[*rank].id;
+        if !cited.contains(id) {
+            cited.push(id.clone());
+        }
+    }
+    let text = chosen
+        .iter()
+        .map(|(_, _, s, _)| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    Some(Answer {
+        text,
+        cited,
+        coverage,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn passage(id: &str, text: &str, section: &str) -> Evidence {
+        Evidence {
+            id: id.to_owned(),
+            text: text.to_owned(),
+            score: 1.0,
+            document: "Skyline Meadows price list".to_owned(),
+            section: Some(section.to_owned()),
+        }
+    }
+
+    #[test]
+    fn the_sentence_that_answers_is_chosen_and_cited() {
+        let passages = [
+            passage(
+                "c1",
+                "Skyline Meadows is in Baner, Pune. A 2 BHK starts at ₹1.12 Cr and a 3 BHK at ₹1.58 Cr. The clubhouse has a pool.",
+                "Skyline Meadows > Prices",
+            ),
+            Evidence {
+                document: "Skyline Heights brochure".to_owned(),
+                ..passage(
+                    "c2",
+                    "Skyline Heights in Whitefield has 3 and 4 BHK homes.",
+                    "Skyline Heights",
+                )
+            },
+        ];
+        let answer = extract_answer(
+            "What is the price of a 3 BHK at Skyline Meadows?",
+            &passages,
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            answer.text,
+            "A 2 BHK starts at ₹1.12 Cr and a 3 BHK at ₹1.58 Cr."
+        );
+        assert_eq!(answer.cited, ["c1"]);
+        assert!(answer.coverage >= 0.75, "{answer:?}");
+    }
+
+    #[test]
+    fn an_unrelated_question_covers_little() {
+        let passages = [passage("c1", "A 2 BHK starts at ₹1.12 Cr.", "Prices")];
+        let answer = extract_answer("Do you allow pets in the swimming pool?", &passages, 2);
+        assert!(answer.is_none_or(|a| a.coverage < 0.5));
+        assert!(extract_answer("hello", &[], 2).is_none());
+    }
+
+    #[test]
+    fn content_words_drop_stopwords_and_plurals() {
+        assert_eq!(content_words("What are the amenities?"), ["amenitie"]);
+        assert_eq!(
+            content_words("How much do 3 BHK flats cost"),
+            ["3", "bhk", "flat", "cost"]
+        );
+    }
+}
