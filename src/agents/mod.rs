@@ -6,6 +6,8 @@ pub mod brain;
 pub mod guardrails;
 pub mod handoff;
 mod replies;
+pub mod router;
+pub mod scheduling;
 mod spec;
 
 pub use replies::{ReplyBook, ReplyContext};

@@ -33,6 +33,11 @@ impl IntentDetector {
         }
     }
 
+    /// The offline classifier's prediction alone (cheap: used on parts of a message).
+    pub fn classify_offline(&self, text: &str) -> IntentPrediction {
+        self.classifier.predict(text)
+    }
+
     /// Whether an LLM answers first.
     pub fn has_llm(&self) -> bool {
         self.llm.is_some()

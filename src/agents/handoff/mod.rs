@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-pub use hours::BusinessHours;
+pub use hours::{BusinessHours, weekday};
 pub use settings::HandoffSettings;
 pub use triggers::{asks_for_a_person, is_frustrated, upset_level};
 
