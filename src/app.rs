@@ -44,6 +44,8 @@ pub struct AppState {
     pub live: LiveEvents,
     pub intents: IntentDetector,
     pub replies: ReplyBook,
+    /// The specialist agents from `prompts/agents/`.
+    pub agents: crate::agents::AgentRegistry,
     pub whatsapp: WhatsAppClient,
     pub twilio: crate::channels::twilio::TwilioClient,
     pub waha: crate::channels::waha::WahaClient,
@@ -176,6 +178,8 @@ impl App {
             })
         });
         let intents = IntentDetector::new(classifier, &catalog, llm.clone());
+        let agents = crate::agents::AgentRegistry::load(&config.prompts_dir.join("agents"))
+            .context("an agent file is not valid")?;
         let replies = ReplyBook::load(
             &config.prompts_dir.join("replies.toml"),
             catalog.names().chain(["media"]),
@@ -262,6 +266,7 @@ impl App {
             live,
             intents,
             replies,
+            agents,
             whatsapp,
             twilio,
             smtp,

@@ -15,7 +15,9 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::agents::guardrails::GuardrailSettings;
 use crate::agents::handoff::HandoffSettings;
+use crate::agents::scheduling::SchedulingSettings;
 use crate::consent::{ConsentSettings, TemplateSettings};
 use crate::domain::TenantId;
 
@@ -137,6 +139,11 @@ pub struct TenantConfig {
     pub consent: ConsentSettings,
     /// Business hours, SLA and texts of handoffs (`[tenants.<id>.handoff]`, else `[handoff]`).
     pub handoff: HandoffSettings,
+    /// Banned phrases, allowed link domains, disclaimer (`[tenants.<id>.guardrails]`, else
+    /// `[guardrails]`).
+    pub guardrails: GuardrailSettings,
+    /// Visit slots the scheduling agent offers (`[tenants.<id>.scheduling]`, else `[scheduling]`).
+    pub scheduling: SchedulingSettings,
     /// Approved WhatsApp templates by name (`[tenants.<id>.templates.<name>]`).
     pub templates: BTreeMap<String, TemplateSettings>,
 }
@@ -301,6 +308,8 @@ impl Config {
         global_consent
             .validate("consent")
             .map_err(ConfigError::new)?;
+        let global_guardrails = file.guardrails.unwrap_or_default();
+        let global_scheduling = file.scheduling.unwrap_or_default();
         let global_handoff = file.handoff.unwrap_or_default();
         global_handoff
             .validate("handoff")
@@ -332,6 +341,12 @@ impl Config {
                 )?,
                 consent: tenant_consent("default", default_file.consent, &global_consent)?,
                 handoff: tenant_handoff("default", default_file.handoff, &global_handoff)?,
+                guardrails: default_file
+                    .guardrails
+                    .unwrap_or_else(|| global_guardrails.clone()),
+                scheduling: default_file
+                    .scheduling
+                    .unwrap_or_else(|| global_scheduling.clone()),
                 templates: default_file.templates,
             },
         );
@@ -363,6 +378,12 @@ impl Config {
                     channels,
                     consent,
                     handoff,
+                    guardrails: tenant
+                        .guardrails
+                        .unwrap_or_else(|| global_guardrails.clone()),
+                    scheduling: tenant
+                        .scheduling
+                        .unwrap_or_else(|| global_scheduling.clone()),
                     templates: tenant.templates,
                 },
             );
@@ -567,6 +588,8 @@ struct FileConfig {
     consent: Option<ConsentSettings>,
     consent_key: Option<SecretString>,
     handoff: Option<HandoffSettings>,
+    guardrails: Option<GuardrailSettings>,
+    scheduling: Option<SchedulingSettings>,
     #[serde(default)]
     tenants: BTreeMap<String, TenantFile>,
     leads: Option<crate::leads::LeadsConfig>,
@@ -629,6 +652,8 @@ struct TenantFile {
     email_from: Option<String>,
     consent: Option<ConsentSettings>,
     handoff: Option<HandoffSettings>,
+    guardrails: Option<GuardrailSettings>,
+    scheduling: Option<SchedulingSettings>,
     #[serde(default)]
     templates: BTreeMap<String, TemplateSettings>,
 }

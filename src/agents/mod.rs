@@ -2,6 +2,7 @@
 //! from `prompts/replies.toml`; the specialist agents (prompts/agents/) build on the same entry
 //! point.
 
+pub mod answer;
 pub mod brain;
 pub mod guardrails;
 pub mod handoff;

@@ -502,6 +502,12 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(
+                "DELETE FROM visit_requests WHERE conversation_id IN (SELECT id FROM conversations WHERE contact_id = $1)",
+            )
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
                 "DELETE FROM handoffs WHERE conversation_id IN (SELECT id FROM conversations WHERE contact_id = $1)",
             )
             .bind(&id)
