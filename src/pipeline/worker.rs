@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agents::ReplyContext;
 use crate::agents::handoff::{self, HandoffReason};
+use crate::agents::scheduling;
 use crate::app::AppState;
 use crate::channels::whatsapp::split_message;
 use crate::consent::{
@@ -290,6 +291,24 @@ async fn decide(
         completion.confidence = prediction.as_ref().map(|p| f64::from(p.confidence));
         return Ok(completion);
     }
+    if let Some(text) = text
+        && let Some(told) = schedule_pick(state, conversation, message, text).await?
+    {
+        completion.intent = Some("scheduling".to_owned());
+        completion.replies = replies(state, conversation, message, false, Purpose::Reply, &told);
+        return Ok(completion);
+    }
+    if let Some(prediction) = prediction.as_ref()
+        && prediction.intent.as_deref() == Some("scheduling")
+        && let Some(agent) = state.agents.for_intent("scheduling")
+        && agent.tools.iter().any(|t| t == "schedule_visit")
+        && let Some(offer) = offer_slots(state, conversation).await
+    {
+        completion.intent = Some("scheduling".to_owned());
+        completion.confidence = Some(f64::from(prediction.confidence));
+        completion.replies = replies(state, conversation, message, false, Purpose::Reply, &offer);
+        return Ok(completion);
+    }
     if let (Some(text), Some(prediction)) = (text, prediction.as_ref())
         && let Some(reason) = handoff_reason(state, conversation, text, prediction).await
     {
@@ -337,6 +356,93 @@ async fn decide(
     };
     completion.replies = replies(state, conversation, message, false, Purpose::Reply, &reply);
     Ok(completion)
+}
+
+/// The memory fact holding the visit slots last offered (JSON array of Unix ms).
+const OFFERED_SLOTS: &str = "offered_slots";
+
+/// Offers the next visit slots and remembers them, so a reply like "2" can pick one.
+async fn offer_slots(state: &AppState, conversation: &ConversationRecord) -> Option<String> {
+    let tenant = state.config.tenant(&conversation.tenant)?;
+    let slots = scheduling::next_slots(&tenant.scheduling, &tenant.handoff, state.clock.now_ms());
+    if slots.is_empty() {
+        return None;
+    }
+    let json = serde_json::to_string(&slots).ok()?;
+    if let Err(err) = state
+        .memory
+        .set_fact(conversation.id, OFFERED_SLOTS, &json)
+        .await
+    {
+        tracing::warn!(conversation.id = %conversation.id, error = %err, "could not remember the offered slots");
+        return None;
+    }
+    let list = slots
+        .iter()
+        .enumerate()
+        .map(|(i, ms)| {
+            format!(
+                "{}) {}",
+                i + 1,
+                scheduling::describe_slot(*ms, &tenant.handoff)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    Some(format!(
+        "I can book a site visit for you. These times are open:\n{list}\nReply with the number that suits you."
+    ))
+}
+
+/// When the prospect was offered slots and this message picks one: records the visit request
+/// and returns the confirmation to send.
+async fn schedule_pick(
+    state: &AppState,
+    conversation: &ConversationRecord,
+    message: &PendingInbound,
+    text: &str,
+) -> anyhow::Result<Option<String>> {
+    let facts = match state.memory.facts(conversation.id).await {
+        Ok(facts) => facts,
+        Err(_) => return Ok(None),
+    };
+    let Some(offered) = facts
+        .get(OFFERED_SLOTS)
+        .and_then(|raw| serde_json::from_str::<Vec<i64>>(raw).ok())
+        .filter(|o| !o.is_empty())
+    else {
+        return Ok(None);
+    };
+    let Some(tenant) = state.config.tenant(&conversation.tenant) else {
+        return Ok(None);
+    };
+    let Some(index) = scheduling::picked_slot(text, &offered, &tenant.handoff) else {
+        return Ok(None);
+    };
+    let slot = offered[index];
+    state
+        .store
+        .record_visit_request(
+            &conversation.tenant,
+            conversation.id,
+            conversation.contact_id,
+            slot,
+            message.id,
+            state.clock.now_ms(),
+        )
+        .await?;
+    if let Err(err) = state
+        .memory
+        .set_fact(conversation.id, OFFERED_SLOTS, "[]")
+        .await
+    {
+        tracing::debug!(error = %err, "could not clear the offered slots");
+    }
+    tracing::info!(conversation.id = %conversation.id, message.id = %message.id, "visit requested");
+    Ok(Some(format!(
+        "Done: I have requested a site visit on {}. Our team will confirm it here.",
+        scheduling::describe_slot(slot, &tenant.handoff)
+    )))
 }
 
 /// Whether the bot should step aside for this message, and why: an explicit ask for a person,

@@ -1,5 +1,6 @@
 //! Integration tests: one binary (one link) for all of them. Each module is one feature.
 
+mod agents;
 mod backends_broadcast;
 mod backends_memory;
 mod backends_queue;
