@@ -446,3 +446,68 @@ async fn after_hours_the_prospect_is_told_when_to_expect_an_answer() {
     let (_, body) = call(&app, "GET", "/api/v1/handoffs", ADMIN_TOKEN, None).await;
     assert_eq!(body["handoffs"][0]["sla_due_at"], "2026-11-23T03:35:00Z");
 }
+
+#[tokio::test]
+async fn a_handoff_alerts_slack_and_the_signed_webhook_without_personal_data() {
+    use parley::testkit::fake_crm::{FakeCrm, Service};
+    let crm = FakeCrm::start().await.unwrap();
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let app = TestApp::start(
+        Spawn::new(Backends::Embedded)
+            .with_env("SLACK_WEBHOOK_URL", &crm.slack_url())
+            .with_env("CRM_WEBHOOK_URL", &crm.webhook_url())
+            .with_env("CRM_WEBHOOK_SECRET", secret),
+    )
+    .await;
+    let wa = "919800001501";
+    say(
+        &app,
+        wa,
+        "wamid.alert.1",
+        "I need to speak with the manager",
+    )
+    .await;
+    wait_for_sends(&app, wa, 1).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (slack, hook) = loop {
+        let slack: Vec<_> = crm
+            .accepted(Service::Slack)
+            .into_iter()
+            .filter(|r| r.raw_body.contains("Needs a person"))
+            .collect();
+        let hook: Vec<_> = crm
+            .accepted(Service::Webhook)
+            .into_iter()
+            .filter(|r| r.body["type"] == "handoff.opened")
+            .collect();
+        if !slack.is_empty() && !hook.is_empty() {
+            break (slack, hook);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "alerts: {:#?}",
+            crm.requests()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(slack.len(), 1);
+    assert!(slack[0].raw_body.contains("explicit_request"));
+    assert!(!slack[0].raw_body.contains(wa), "no phone number in Slack");
+    let event = &hook[0];
+    assert_eq!(event.body["data"]["reason"], "explicit_request");
+    assert!(
+        !event.raw_body.contains(wa) && !event.raw_body.contains("manager"),
+        "no number, no words"
+    );
+    let id = &event.webhook_headers["webhook-id"];
+    let timestamp: i64 = event.webhook_headers["webhook-timestamp"].parse().unwrap();
+    let key = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        secret.trim_start_matches("whsec_"),
+    )
+    .unwrap();
+    assert_eq!(
+        event.webhook_headers["webhook-signature"],
+        parley::crm::webhook::sign(&key, id, timestamp, event.raw_body.as_bytes())
+    );
+}

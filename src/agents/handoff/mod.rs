@@ -3,6 +3,7 @@
 //! are alerted, one of them claims the conversation, replies through the consent gate and releases
 //! it back to the bot; a handoff left unclaimed past its SLA is escalated and the prospect told.
 
+pub mod alerts;
 mod hours;
 mod settings;
 mod triggers;
@@ -142,6 +143,17 @@ pub async fn announce(state: &AppState, event: &str, handoff_id: &str) {
         tracing::debug!(error = %err, "handoff event not published");
     }
     tracing::info!(handoff.id = %handoff.id, conversation.id = %handoff.conversation_id, event, reason = %handoff.reason, "handoff event");
+    if matches!(event, "opened" | "escalated") {
+        alerts::send(
+            state,
+            if event == "opened" {
+                "opened"
+            } else {
+                "escalated"
+            },
+            &handoff,
+        );
+    }
 }
 
 /// After the queue moved (a claim or a release): tells waiting prospects whose position improved
