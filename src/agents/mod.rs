@@ -6,6 +6,7 @@ pub mod answer;
 pub mod brain;
 pub mod guardrails;
 pub mod handoff;
+pub mod llm_answer;
 mod replies;
 pub mod router;
 pub mod scheduling;

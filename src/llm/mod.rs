@@ -21,5 +21,5 @@ pub use catalog::{IntentCatalog, IntentSpec, LabeledText};
 pub use classifier::{IntentClassifier, TrainConfig};
 pub use detector::IntentDetector;
 pub use features::FeatureConfig;
-pub use openai::{LlmClient, LlmError, LlmSettings};
+pub use openai::{JsonCompletion, LlmClient, LlmError, LlmSettings, strip_code_fence};
 pub use prediction::{IntentPrediction, PredictionSource};

@@ -200,6 +200,20 @@ impl LlmClient {
         description: Option<&str>,
         schema: Value,
     ) -> Result<String, LlmError> {
+        self.complete_json_with_usage(system, user, schema_name, description, schema)
+            .await
+            .map(|c| c.text)
+    }
+
+    /// `complete_json`, with the tokens the call used (for per-tenant usage records).
+    pub async fn complete_json_with_usage(
+        &self,
+        system: &str,
+        user: &str,
+        schema_name: &str,
+        description: Option<&str>,
+        schema: Value,
+    ) -> Result<JsonCompletion, LlmError> {
         let invalid = |_| LlmError::Api("invalid request".into());
         let messages: Vec<ChatCompletionRequestMessage> = vec![
             ChatCompletionRequestSystemMessageArgs::default()
@@ -231,13 +245,32 @@ impl LlmClient {
             .await
             .map_err(|_| LlmError::Timeout(self.timeout))?
             .map_err(|e| LlmError::from_openai(e, self.timeout))?;
-        response
+        let (prompt_tokens, completion_tokens) = response
+            .usage
+            .as_ref()
+            .map(|u| (u.prompt_tokens, u.completion_tokens))
+            .unwrap_or((0, 0));
+        let text = response
             .choices
             .into_iter()
             .next()
             .and_then(|c| c.message.content)
-            .ok_or(LlmError::Malformed("the answer has no content"))
+            .ok_or(LlmError::Malformed("the answer has no content"))?;
+        Ok(JsonCompletion {
+            text,
+            prompt_tokens,
+            completion_tokens,
+        })
     }
+}
+
+/// A structured answer and what it cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonCompletion {
+    /// The answer's JSON text, unparsed.
+    pub text: String,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
 }
 
 /// The instructions and the intent list.

@@ -16,6 +16,7 @@ mod outbox;
 mod receipts;
 mod records;
 mod staff;
+mod usage;
 mod visits;
 
 use std::path::Path;
@@ -34,6 +35,7 @@ pub use inbound::{Completion, Inserted, LedgerEntry, NewReply, RecordOutcome};
 pub use outbox::{OutboundJob, SendFailure};
 pub use records::{ConversationRecord, MessageRecord, PendingInbound};
 pub use staff::StaffRecord;
+pub use usage::UsageRow;
 pub use visits::VisitRequest;
 
 /// Errors from the record store. Callers log them; HTTP answers 503 without details.
