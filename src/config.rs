@@ -63,6 +63,8 @@ pub struct Config {
     pub whatsapp: WhatsAppConfig,
     /// Tenants by id; `default` always exists.
     pub tenants: BTreeMap<TenantId, TenantConfig>,
+    /// The knowledge base: vector index, chunking and upload limits.
+    pub knowledge: crate::knowledge::KnowledgeSettings,
 }
 
 /// How the pipeline runs.
@@ -319,6 +321,9 @@ impl Config {
             }
         }
 
+        let knowledge = crate::knowledge::KnowledgeSettings::from_sources(&var, file.knowledge)
+            .map_err(ConfigError::new)?;
+
         Ok(Config {
             listen,
             data_dir: var("PARLEY_DATA_DIR")
@@ -344,6 +349,7 @@ impl Config {
             llm,
             whatsapp,
             tenants,
+            knowledge,
         })
     }
 
@@ -431,6 +437,7 @@ struct FileConfig {
     pipeline: Option<PipelineFile>,
     llm: Option<LlmFile>,
     whatsapp: Option<WhatsAppFile>,
+    knowledge: Option<crate::knowledge::KnowledgeFile>,
     #[serde(default)]
     tenants: BTreeMap<String, TenantFile>,
 }

@@ -6,6 +6,7 @@ mod auth;
 mod conversations;
 mod health;
 mod json;
+mod knowledge;
 mod web;
 mod whatsapp;
 
@@ -48,6 +49,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(web::routes())
         .merge(conversations::routes())
         .merge(health::routes())
+        .merge(knowledge::routes(&state))
         .with_state(state)
         .layer(
             ServiceBuilder::new()

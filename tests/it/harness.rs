@@ -59,6 +59,7 @@ pub struct TestApp {
     pub graph: Arc<FakeGraph>,
     pub data_dir: PathBuf,
     backends: Backends,
+    extra_env: Vec<(String, String)>,
     _dir: Option<tempfile::TempDir>,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
@@ -104,6 +105,7 @@ impl TestApp {
             ("PARLEY_DATA_DIR", data_dir.display().to_string()),
             ("PARLEY_PROMPTS_DIR", format!("{manifest}/prompts")),
             ("PARLEY_KNOWLEDGE_DIR", format!("{manifest}/knowledge")),
+            ("PARLEY_KNOWLEDGE_AUTOLOAD", "false".to_owned()),
             ("PARLEY_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
             ("PARLEY_WORKERS", "4".to_owned()),
             ("WHATSAPP_APP_SECRET", APP_SECRET.to_owned()),
@@ -148,6 +150,7 @@ impl TestApp {
             graph,
             data_dir,
             backends: spawn.backends,
+            extra_env: spawn.extra_env,
             _dir: dir,
             shutdown,
             handle: Some(handle),
@@ -155,7 +158,7 @@ impl TestApp {
     }
 
     /// Aborts the server and its tasks at once, as a crash would, then starts a new one on the
-    /// same data (same data dir, schema and prefix) and the same fake Graph API.
+    /// same data (same data dir, schema and prefix), settings and fake Graph API.
     pub async fn crash_and_restart(mut self, background_tasks: bool) -> Self {
         if let Some(handle) = self.handle.take() {
             handle.abort();
@@ -164,7 +167,7 @@ impl TestApp {
         let spawn = Spawn {
             backends: self.backends.clone(),
             background_tasks,
-            extra_env: Vec::new(),
+            extra_env: self.extra_env.clone(),
         };
         let dir = self._dir.take();
         let graph = self.graph.clone();

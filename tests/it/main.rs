@@ -7,5 +7,8 @@ mod common;
 mod gateway;
 mod harness;
 mod intents;
+mod knowledge;
+mod knowledge_http;
+mod knowledge_index;
 mod store;
 mod whatsapp;
