@@ -11,9 +11,9 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::domain::TenantId;
+use crate::knowledge::Knowledge;
 use crate::knowledge::eval::{RankedResult, first_relevant, read_questions, report};
 use crate::knowledge::jobs::read_paths;
-use crate::knowledge::Knowledge;
 use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
@@ -35,13 +35,18 @@ pub struct RetrievalArgs {
 pub async fn run(args: RetrievalArgs) -> anyhow::Result<()> {
     let bytes = std::fs::read(&args.questions)
         .with_context(|| format!("cannot read {}", args.questions.display()))?;
-    let questions = read_questions(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", args.questions.display()))?;
+    let questions =
+        read_questions(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", args.questions.display()))?;
     let uploads = read_paths(&[args.docs.clone()])
         .with_context(|| format!("cannot read {}", args.docs.display()))?;
 
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let mut env: BTreeMap<String, String> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("OPENAI_") || k.starts_with("PARLEY_EMBEDDING") || k.starts_with("PARLEY_CHUNK"))
+        .filter(|(k, _)| {
+            k.starts_with("OPENAI_")
+                || k.starts_with("PARLEY_EMBEDDING")
+                || k.starts_with("PARLEY_CHUNK")
+        })
         .collect();
     env.insert("PARLEY_DATA_DIR".into(), dir.path().display().to_string());
     env.insert("PARLEY_CONFIG".into(), "/dev/null".into());
@@ -49,9 +54,15 @@ pub async fn run(args: RetrievalArgs) -> anyhow::Result<()> {
     let store = Store::open_configured(&config, None).await?;
     let knowledge = Knowledge::open(store.clone(), &config).await?;
     let tenant = TenantId::default_tenant();
-    let job = knowledge.ingest(&tenant, uploads, Vec::new(), &mut |_| {}).await?;
+    let job = knowledge
+        .ingest(&tenant, uploads, Vec::new(), &mut |_| {})
+        .await?;
     if let Some(failed) = job.files.iter().find(|f| f.error.is_some()) {
-        anyhow::bail!("{} could not be ingested: {}", failed.name, failed.error.as_deref().unwrap_or(""));
+        anyhow::bail!(
+            "{} could not be ingested: {}",
+            failed.name,
+            failed.error.as_deref().unwrap_or("")
+        );
     }
 
     let mut ranks = Vec::with_capacity(questions.len());
@@ -67,7 +78,12 @@ pub async fn run(args: RetrievalArgs) -> anyhow::Result<()> {
             .collect();
         let rank = first_relevant(&results, &q.expected);
         if args.verbose && rank.is_none_or(|r| r > 5) {
-            eprintln!("miss: {} (expected {}, got {:?})", q.question, q.expected, results.first().map(|r| &r.document_name));
+            eprintln!(
+                "miss: {} (expected {}, got {:?})",
+                q.question,
+                q.expected,
+                results.first().map(|r| &r.document_name)
+            );
         }
         ranks.push(rank);
     }

@@ -10,8 +10,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
 use crate::domain::TenantId;
-use crate::knowledge::jobs::{parse_tags, read_paths};
 use crate::knowledge::Knowledge;
+use crate::knowledge::jobs::{parse_tags, read_paths};
 use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
@@ -85,7 +85,10 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     drop(knowledge);
     store.close().await;
     if failed > 0 {
-        anyhow::bail!("{failed} of {} files could not be ingested", job.files_total);
+        anyhow::bail!(
+            "{failed} of {} files could not be ingested",
+            job.files_total
+        );
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ use bytes::Bytes;
 
 use crate::config::Config;
 use crate::domain::TenantId;
+use crate::knowledge::index::IndexQuery;
 use crate::knowledge::{Knowledge, Upload};
 use crate::store::Store;
 
@@ -37,12 +38,56 @@ pub struct KnowledgeBenchArgs {
 }
 
 const WORDS: &[&str] = &[
-    "apartment", "tower", "garden", "payment", "booking", "amenity", "clubhouse", "parking",
-    "schedule", "visit", "brochure", "possession", "registration", "loan", "interest", "balcony",
-    "kitchen", "lobby", "security", "lift", "pool", "gym", "school", "hospital", "metro",
-    "airport", "highway", "discount", "refund", "maintenance", "water", "power", "backup",
-    "solar", "rainwater", "terrace", "duplex", "villa", "plot", "carpet", "area", "price",
-    "crore", "lakh", "emi", "bank", "approval", "rera", "occupancy", "handover",
+    "apartment",
+    "tower",
+    "garden",
+    "payment",
+    "booking",
+    "amenity",
+    "clubhouse",
+    "parking",
+    "schedule",
+    "visit",
+    "brochure",
+    "possession",
+    "registration",
+    "loan",
+    "interest",
+    "balcony",
+    "kitchen",
+    "lobby",
+    "security",
+    "lift",
+    "pool",
+    "gym",
+    "school",
+    "hospital",
+    "metro",
+    "airport",
+    "highway",
+    "discount",
+    "refund",
+    "maintenance",
+    "water",
+    "power",
+    "backup",
+    "solar",
+    "rainwater",
+    "terrace",
+    "duplex",
+    "villa",
+    "plot",
+    "carpet",
+    "area",
+    "price",
+    "crore",
+    "lakh",
+    "emi",
+    "bank",
+    "approval",
+    "rera",
+    "occupancy",
+    "handover",
 ];
 
 /// A Markdown document of `sections` sections of about 60 words each (one chunk per section).
@@ -67,6 +112,16 @@ fn document(seed: usize, sections: usize) -> String {
     out
 }
 
+fn percentiles(latencies: &mut [Duration]) -> String {
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    format!(
+        "p50 {:.2} ms, p99 {:.2} ms",
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3
+    )
+}
+
 pub async fn run(args: KnowledgeBenchArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let mut env: BTreeMap<String, String> = std::env::vars()
@@ -78,16 +133,39 @@ pub async fn run(args: KnowledgeBenchArgs) -> anyhow::Result<()> {
     let store = Store::open_configured(&config, None).await?;
     let knowledge = Knowledge::open(store.clone(), &config).await?;
     let tenant = TenantId::default_tenant();
-    println!("knowledge bench: {} backend, temporary data dir, {} CPUs (shared machine)", knowledge.backend_name(), std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "knowledge bench: {} backend, temporary data dir, {} CPUs (shared machine)",
+        knowledge.backend_name(),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
 
     // 1. The 100-page PDF, end to end (parse, chunk, store, index, durable).
-    let pdf = std::fs::read(&args.pdf).with_context(|| format!("cannot read {}", args.pdf.display()))?;
+    let pdf =
+        std::fs::read(&args.pdf).with_context(|| format!("cannot read {}", args.pdf.display()))?;
     let started = Instant::now();
     let job = knowledge
-        .ingest(&tenant, vec![Upload { name: "bench.pdf".into(), bytes: Bytes::from(pdf) }], Vec::new(), &mut |_| {})
+        .ingest(
+            &tenant,
+            vec![Upload {
+                name: "bench.pdf".into(),
+                bytes: Bytes::from(pdf),
+            }],
+            Vec::new(),
+            &mut |_| {},
+        )
         .await?;
-    anyhow::ensure!(job.files[0].error.is_none(), "the PDF failed: {:?}", job.files[0].error);
-    println!("100-page PDF end to end: {:.3} s ({} chunks)", started.elapsed().as_secs_f64(), job.chunks_done);
+    anyhow::ensure!(
+        job.files[0].error.is_none(),
+        "the PDF failed: {:?}",
+        job.files[0].error
+    );
+    println!(
+        "100-page PDF end to end: {:.3} s ({} chunks)",
+        started.elapsed().as_secs_f64(),
+        job.chunks_done
+    );
 
     // 2. Ingestion throughput, and 3. search latency at each size.
     let mut sizes = args.sizes.clone();
@@ -101,11 +179,16 @@ pub async fn run(args: KnowledgeBenchArgs) -> anyhow::Result<()> {
             let docs: Vec<Upload> = (0..10)
                 .map(|_| {
                     seed += 1;
-                    Upload { name: format!("doc-{seed}.md"), bytes: Bytes::from(document(seed, args.chunks_per_document)) }
+                    Upload {
+                        name: format!("doc-{seed}.md"),
+                        bytes: Bytes::from(document(seed, args.chunks_per_document)),
+                    }
                 })
                 .collect();
             let started = Instant::now();
-            let job = knowledge.ingest(&tenant, docs, Vec::new(), &mut |_| {}).await?;
+            let job = knowledge
+                .ingest(&tenant, docs, Vec::new(), &mut |_| {})
+                .await?;
             ingest_time += started.elapsed();
             ingested += job.chunks_done as usize;
             indexed += job.chunks_done as usize;
@@ -115,21 +198,38 @@ pub async fn run(args: KnowledgeBenchArgs) -> anyhow::Result<()> {
             ingest_time.as_secs_f64(),
             ingested as f64 / ingest_time.as_secs_f64().max(1e-9)
         );
-        let mut latencies = Vec::with_capacity(args.queries);
+        let query_text = |q: usize| {
+            format!(
+                "{} {} {}",
+                WORDS[q % WORDS.len()],
+                WORDS[(q * 7 + 3) % WORDS.len()],
+                WORDS[(q * 13 + 5) % WORDS.len()]
+            )
+        };
+        let mut whole = Vec::with_capacity(args.queries);
+        let mut index_only = Vec::with_capacity(args.queries);
         for q in 0..args.queries {
-            let query = format!("{} {} {}", WORDS[q % WORDS.len()], WORDS[(q * 7 + 3) % WORDS.len()], WORDS[(q * 13 + 5) % WORDS.len()]);
+            let query = query_text(q);
             let started = Instant::now();
             let results = knowledge.search(&tenant, &query, &[], 5).await?;
-            latencies.push(started.elapsed());
+            whole.push(started.elapsed());
             anyhow::ensure!(!results.is_empty(), "a search found nothing");
+            let index_query = IndexQuery {
+                tenant: tenant.as_str().to_owned(),
+                tags: Vec::new(),
+                sparse: knowledge.bm25().query(&query),
+                dense: None,
+                limit: 25,
+            };
+            let started = Instant::now();
+            knowledge.index().search(index_query).await?;
+            index_only.push(started.elapsed());
         }
-        latencies.sort_unstable();
-        let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
         println!(
-            "search at {indexed} chunks ({} queries, top 5, tenant-filtered, store lookup included): p50 {:.2} ms, p99 {:.2} ms",
-            latencies.len(),
-            pct(0.50).as_secs_f64() * 1e3,
-            pct(0.99).as_secs_f64() * 1e3
+            "search at {indexed} chunks, {} queries, tenant-filtered: Knowledge::search top 5 (index + store) {}; index alone (BM25, 25 candidates) {}",
+            whole.len(),
+            percentiles(&mut whole),
+            percentiles(&mut index_only)
         );
     }
     drop(knowledge);

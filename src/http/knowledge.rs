@@ -26,9 +26,9 @@ pub fn routes(state: &AppState) -> Router<Arc<AppState>> {
     Router::new()
         .route(
             "/api/v1/knowledge/documents",
-            post(upload)
-                .get(list)
-                .layer(DefaultBodyLimit::max(state.config.knowledge.max_upload_bytes)),
+            post(upload).get(list).layer(DefaultBodyLimit::max(
+                state.config.knowledge.max_upload_bytes,
+            )),
         )
         .route("/api/v1/knowledge/documents/{id}", delete(remove))
         .route("/api/v1/knowledge/jobs/{id}", get(job))
@@ -73,7 +73,10 @@ fn multipart_error(err: MultipartError) -> AppError {
             "the upload is larger than PARLEY_KNOWLEDGE_MAX_UPLOAD_BYTES",
         )
     } else {
-        AppError::bad_request(format!("the multipart body is malformed: {}", err.body_text()))
+        AppError::bad_request(format!(
+            "the multipart body is malformed: {}",
+            err.body_text()
+        ))
     }
 }
 
@@ -92,9 +95,8 @@ async fn upload(
         match field.name().unwrap_or("") {
             "file" => {
                 let raw_name = field.file_name().unwrap_or("").to_owned();
-                let name = document_name(&raw_name).ok_or_else(|| {
-                    AppError::bad_request("every `file` part needs a file name")
-                })?;
+                let name = document_name(&raw_name)
+                    .ok_or_else(|| AppError::bad_request("every `file` part needs a file name"))?;
                 let bytes = field.bytes().await.map_err(multipart_error)?;
                 uploads.push(Upload { name, bytes });
             }
@@ -153,7 +155,10 @@ async fn remove(
 ) -> Result<StatusCode, AppError> {
     require_admin(&state, &headers)?;
     let tenant = tenant_of(&state, query.tenant.as_deref())?;
-    state.knowledge.delete_document(&tenant, parse_id(&id)?).await?;
+    state
+        .knowledge
+        .delete_document(&tenant, parse_id(&id)?)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -170,7 +175,11 @@ async fn job(
     let errors: Vec<Value> = job
         .files
         .iter()
-        .filter_map(|f| f.error.as_ref().map(|e| json!({"file": f.name, "error": e})))
+        .filter_map(|f| {
+            f.error
+                .as_ref()
+                .map(|e| json!({"file": f.name, "error": e}))
+        })
         .collect();
     Ok(Json(json!({
         "id": job.id,

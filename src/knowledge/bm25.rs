@@ -45,7 +45,11 @@ mod tests {
         let bm25 = Bm25::new(100);
         let doc = bm25.document("The booking amount is fully refundable within 15 days.");
         let query = bm25.query("is booking refundable?");
-        let shared = query.indices.iter().filter(|i| doc.indices.contains(i)).count();
+        let shared = query
+            .indices
+            .iter()
+            .filter(|i| doc.indices.contains(i))
+            .count();
         assert_eq!(shared, 2, "booking and refundable; `is` is a stop word");
     }
 }

@@ -102,7 +102,11 @@ pub fn chunk_document(document: &ParsedDocument, settings: ChunkSettings) -> Vec
                 }
             }
             Part::Faq { question, answer } => {
-                out.push(&format!("{question}\n{answer}"), Some(question.clone()), None);
+                out.push(
+                    &format!("{question}\n{answer}"),
+                    Some(question.clone()),
+                    None,
+                );
             }
         }
     }
@@ -242,7 +246,10 @@ mod tests {
 
     #[test]
     fn long_sections_are_split_near_the_target_with_overlap() {
-        let paragraph = (0..60).map(|i| format!("word{i}")).collect::<Vec<_>>().join(" ");
+        let paragraph = (0..60)
+            .map(|i| format!("word{i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
         let text = format!("# Big\n\n{paragraph}.\n\n{paragraph}.\n\n{paragraph}.\n");
         let settings = ChunkSettings {
             target_tokens: 50,
@@ -259,9 +266,18 @@ mod tests {
         let doc = ParsedDocument {
             format: Format::Pdf,
             parts: vec![
-                Part::Plain { text: "Skyline Habitat, confidential".into(), page: Some(1) },
-                Part::Plain { text: "Prices start at 1 crore.".into(), page: Some(1) },
-                Part::Plain { text: "Skyline Habitat, confidential".into(), page: Some(2) },
+                Part::Plain {
+                    text: "Skyline Habitat, confidential".into(),
+                    page: Some(1),
+                },
+                Part::Plain {
+                    text: "Prices start at 1 crore.".into(),
+                    page: Some(1),
+                },
+                Part::Plain {
+                    text: "Skyline Habitat, confidential".into(),
+                    page: Some(2),
+                },
             ],
         };
         let chunks = chunk_document(&doc, ChunkSettings::default());

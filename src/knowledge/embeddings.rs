@@ -30,16 +30,27 @@ pub enum EmbeddingError {
     Api(String),
     #[error("the embedding API answered {got} vectors for {sent} texts")]
     Count { sent: usize, got: usize },
-    #[error("the embedding model answered vectors of {got} dimensions, not the configured {expected} (PARLEY_EMBEDDING_DIMENSIONS)")]
+    #[error(
+        "the embedding model answered vectors of {got} dimensions, not the configured {expected} (PARLEY_EMBEDDING_DIMENSIONS)"
+    )]
     Dimensions { expected: usize, got: usize },
 }
 
 /// The embedding client.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Embedder {
     client: Client<OpenAIConfig>,
     model: String,
     dimensions: usize,
+}
+
+impl std::fmt::Debug for Embedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedder")
+            .field("model", &self.model)
+            .field("dimensions", &self.dimensions)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Embedder {
@@ -107,7 +118,9 @@ impl Embedder {
 
     pub async fn embed_one(&self, text: &str) -> Result<Vec<f32>, EmbeddingError> {
         let mut vectors = self.embed(&[text.to_owned()]).await?;
-        vectors.pop().ok_or(EmbeddingError::Count { sent: 1, got: 0 })
+        vectors
+            .pop()
+            .ok_or(EmbeddingError::Count { sent: 1, got: 0 })
     }
 }
 

@@ -40,7 +40,10 @@ impl RankedResult {
 
 /// The 1-based rank of the first relevant result, if any.
 pub fn first_relevant(results: &[RankedResult], expected: &str) -> Option<usize> {
-    results.iter().position(|r| r.matches(expected)).map(|i| i + 1)
+    results
+        .iter()
+        .position(|r| r.matches(expected))
+        .map(|i| i + 1)
 }
 
 /// Aggregates ranks (one per question, `None` when nothing relevant came back).
@@ -51,14 +54,20 @@ pub fn report(ranks: &[Option<usize>]) -> RetrievalReport {
         questions: ranks.len(),
         recall_at_1: within(1),
         recall_at_5: within(5),
-        mrr: ranks.iter().map(|r| r.map_or(0.0, |r| 1.0 / r as f64)).sum::<f64>() / n,
+        mrr: ranks
+            .iter()
+            .map(|r| r.map_or(0.0, |r| 1.0 / r as f64))
+            .sum::<f64>()
+            / n,
     }
 }
 
 /// Reads `question,expected` rows (a header row is required; the second column may be named
 /// `expected`, `document`, `expected_document` or `passage_id`).
 pub fn read_questions(bytes: &[u8]) -> Result<Vec<LabelledQuestion>, String> {
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(bytes);
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(bytes);
     let headers = reader.headers().map_err(|e| e.to_string())?.clone();
     let find = |names: &[&str]| {
         headers
@@ -66,17 +75,29 @@ pub fn read_questions(bytes: &[u8]) -> Result<Vec<LabelledQuestion>, String> {
             .position(|h| names.iter().any(|n| h.eq_ignore_ascii_case(n)))
     };
     let question = find(&["question"]).ok_or("the CSV needs a `question` column")?;
-    let expected = find(&["expected", "document", "expected_document", "passage_id", "expected_passage"])
-        .ok_or("the CSV needs an `expected` (document or passage id) column")?;
+    let expected = find(&[
+        "expected",
+        "document",
+        "expected_document",
+        "passage_id",
+        "expected_passage",
+    ])
+    .ok_or("the CSV needs an `expected` (document or passage id) column")?;
     let mut out = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let record = record.map_err(|e| format!("row {}: {e}", i + 2))?;
         let q = record.get(question).unwrap_or("").to_owned();
         let e = record.get(expected).unwrap_or("").to_owned();
         if q.is_empty() || e.is_empty() {
-            return Err(format!("row {}: question and expected must both be filled", i + 2));
+            return Err(format!(
+                "row {}: question and expected must both be filled",
+                i + 2
+            ));
         }
-        out.push(LabelledQuestion { question: q, expected: e });
+        out.push(LabelledQuestion {
+            question: q,
+            expected: e,
+        });
     }
     Ok(out)
 }
@@ -97,8 +118,16 @@ mod tests {
     #[test]
     fn a_label_matches_a_document_name_or_id_or_a_chunk_id() {
         let results = vec![
-            RankedResult { chunk_id: "c1".into(), document_id: "d1".into(), document_name: "faq.csv".into() },
-            RankedResult { chunk_id: "c2".into(), document_id: "d2".into(), document_name: "pricing.md".into() },
+            RankedResult {
+                chunk_id: "c1".into(),
+                document_id: "d1".into(),
+                document_name: "faq.csv".into(),
+            },
+            RankedResult {
+                chunk_id: "c2".into(),
+                document_id: "d2".into(),
+                document_name: "pricing.md".into(),
+            },
         ];
         assert_eq!(first_relevant(&results, "pricing.md"), Some(2));
         assert_eq!(first_relevant(&results, "c1"), Some(1));

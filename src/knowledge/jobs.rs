@@ -106,7 +106,9 @@ fn collect(path: &std::path::Path, out: &mut Vec<PathBuf>) -> std::io::Result<()
 }
 
 /// Checks tags: lowercase letters, digits, `-` and `_`, at most 64 characters, at most 32 tags.
-pub fn parse_tags<'a>(raw: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>, KnowledgeError> {
+pub fn parse_tags<'a>(
+    raw: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<String>, KnowledgeError> {
     let mut tags: Vec<String> = Vec::new();
     for piece in raw.into_iter().flat_map(|r| r.split(',')) {
         let tag = piece.trim().to_ascii_lowercase();
@@ -182,7 +184,11 @@ impl Knowledge {
         Ok(self.run_job(job, uploads, per_file, progress).await)
     }
 
-    async fn create_job(&self, tenant: &TenantId, uploads: &[Upload]) -> Result<JobRecord, KnowledgeError> {
+    async fn create_job(
+        &self,
+        tenant: &TenantId,
+        uploads: &[Upload],
+    ) -> Result<JobRecord, KnowledgeError> {
         if uploads.is_empty() {
             return Err(KnowledgeError::BadRequest("no files to ingest".into()));
         }
@@ -231,7 +237,12 @@ impl Knowledge {
             {
                 Ok(outcome) => {
                     let file = &mut job.files[i];
-                    file.status = if outcome.unchanged { "unchanged" } else { "done" }.into();
+                    file.status = if outcome.unchanged {
+                        "unchanged"
+                    } else {
+                        "done"
+                    }
+                    .into();
                     file.chunks = outcome.chunks;
                     file.document_id = Some(outcome.document_id);
                 }
@@ -260,9 +271,16 @@ impl Knowledge {
 
     /// Index housekeeping after a job (off the request path: jobs run in the background).
     async fn after_job(&self) {
-        match self.inner.index.maintain(self.inner.settings.wal_limit_bytes).await {
+        match self
+            .inner
+            .index
+            .maintain(self.inner.settings.wal_limit_bytes)
+            .await
+        {
             Ok(true) => {
-                tracing::info!("the knowledge index's write-ahead log is over its limit; rebuilding");
+                tracing::info!(
+                    "the knowledge index's write-ahead log is over its limit; rebuilding"
+                );
                 if let Err(err) = self.rebuild_index().await {
                     tracing::error!(error = %err, "rebuilding the knowledge index failed");
                 }
@@ -291,7 +309,9 @@ impl Knowledge {
     ) -> Result<FileOutcome, FileFailure> {
         let store = &self.inner.store;
         let format = Format::from_name(&upload.name).ok_or(ParseError::Unsupported)?;
-        let claim = store::claim_version(store, tenant, &upload.name, format.media_type(), now_ms()).await?;
+        let claim =
+            store::claim_version(store, tenant, &upload.name, format.media_type(), now_ms())
+                .await?;
         let document_id = claim.document_id;
         let content_hash = hex::encode(Sha256::digest(&upload.bytes));
         if claim.live_version > 0
@@ -305,7 +325,17 @@ impl Knowledge {
             });
         }
         let result = self
-            .write_version(tenant, upload, tags, format, &claim, &content_hash, job, file_index, progress)
+            .write_version(
+                tenant,
+                upload,
+                tags,
+                format,
+                &claim,
+                &content_hash,
+                job,
+                file_index,
+                progress,
+            )
             .await;
         match result {
             Ok(chunks) => Ok(FileOutcome {
@@ -314,9 +344,13 @@ impl Knowledge {
                 unchanged: false,
             }),
             Err(reason) => {
-                match store::fail_version(store, document_id, claim.version, &reason, now_ms()).await {
+                match store::fail_version(store, document_id, claim.version, &reason, now_ms())
+                    .await
+                {
                     Ok(removed) => self.remove_points(removed).await,
-                    Err(err) => tracing::warn!(error = %err, "could not record a failed knowledge file"),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "could not record a failed knowledge file")
+                    }
                 }
                 Err(FileFailure {
                     document_id: Some(document_id),
@@ -370,9 +404,16 @@ impl Knowledge {
                     embedding: dense.as_ref().map(|d| d[i].clone()),
                 })
                 .collect();
-            store::insert_chunks(&self.inner.store, tenant, claim.document_id, claim.version, &new, now_ms())
-                .await
-                .map_err(|e| format!("the chunks could not be stored: {e}"))?;
+            store::insert_chunks(
+                &self.inner.store,
+                tenant,
+                claim.document_id,
+                claim.version,
+                &new,
+                now_ms(),
+            )
+            .await
+            .map_err(|e| format!("the chunks could not be stored: {e}"))?;
             let points = self.points(tenant, claim, tags, new).await?;
             self.inner
                 .index
@@ -394,9 +435,10 @@ impl Knowledge {
             content_hash,
             chunks: total as i64,
         };
-        let (published, removed) = store::publish_version(&self.inner.store, &publication, now_ms())
-            .await
-            .map_err(|e| format!("the new version could not be published: {e}"))?;
+        let (published, removed) =
+            store::publish_version(&self.inner.store, &publication, now_ms())
+                .await
+                .map_err(|e| format!("the new version could not be published: {e}"))?;
         self.remove_points(removed).await;
         if !published {
             return Err("a newer upload of this document was published first".into());
@@ -455,7 +497,10 @@ mod tests {
 
     #[test]
     fn document_names_are_the_last_path_component() {
-        assert_eq!(document_name("C:\\docs\\price.pdf").as_deref(), Some("price.pdf"));
+        assert_eq!(
+            document_name("C:\\docs\\price.pdf").as_deref(),
+            Some("price.pdf")
+        );
         assert_eq!(document_name("a/b/faq.csv").as_deref(), Some("faq.csv"));
         assert_eq!(document_name("  "), None);
     }

@@ -104,10 +104,11 @@ impl Knowledge {
             }
             None => {
                 let root = config.data_dir.join("knowledge-index");
-                let (index, fresh) = tokio::task::spawn_blocking(move || EdgeIndex::open(&root, dims))
-                    .await
-                    .context("opening the knowledge index panicked")?
-                    .context("cannot open the knowledge index in PARLEY_DATA_DIR")?;
+                let (index, fresh) =
+                    tokio::task::spawn_blocking(move || EdgeIndex::open(&root, dims))
+                        .await
+                        .context("opening the knowledge index panicked")?
+                        .context("cannot open the knowledge index in PARLEY_DATA_DIR")?;
                 (VectorIndex::Edge(index), fresh)
             }
         };
@@ -138,6 +139,11 @@ impl Knowledge {
         &self.inner.index
     }
 
+    /// The BM25 embedder queries and chunks are embedded with.
+    pub fn bm25(&self) -> &Bm25 {
+        &self.inner.bm25
+    }
+
     /// `qdrant_edge` or `qdrant_server`.
     pub fn backend_name(&self) -> &'static str {
         self.inner.index.backend_name()
@@ -148,7 +154,10 @@ impl Knowledge {
         Ok(self.inner.index.ping().await?)
     }
 
-    pub async fn documents(&self, tenant: &TenantId) -> Result<Vec<DocumentRecord>, KnowledgeError> {
+    pub async fn documents(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<DocumentRecord>, KnowledgeError> {
         Ok(store::list_documents(&self.inner.store, tenant.as_str()).await?)
     }
 
@@ -196,7 +205,11 @@ impl Knowledge {
             .await
             .context("cannot recover interrupted knowledge jobs")?;
         if failed > 0 || !removed.is_empty() {
-            tracing::warn!(jobs = failed, chunks = removed.len(), "cleaned up after interrupted knowledge jobs");
+            tracing::warn!(
+                jobs = failed,
+                chunks = removed.len(),
+                "cleaned up after interrupted knowledge jobs"
+            );
         }
         self.remove_points(removed).await;
         Ok(())
@@ -208,13 +221,25 @@ impl Knowledge {
         let stored = store::count_chunks(&self.inner.store).await?;
         let indexed = self.inner.index.count().await?;
         if stored == indexed && !(fresh && stored > 0) {
-            tracing::info!(chunks = stored, backend = self.backend_name(), "knowledge index matches the store");
+            tracing::info!(
+                chunks = stored,
+                backend = self.backend_name(),
+                "knowledge index matches the store"
+            );
             return Ok(());
         }
-        tracing::warn!(stored, indexed, "knowledge index disagrees with the store; rebuilding it");
+        tracing::warn!(
+            stored,
+            indexed,
+            "knowledge index disagrees with the store; rebuilding it"
+        );
         let started = std::time::Instant::now();
         let n = self.rebuild_index().await?;
-        tracing::info!(chunks = n, duration_ms = started.elapsed().as_millis() as u64, "knowledge index rebuilt");
+        tracing::info!(
+            chunks = n,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "knowledge index rebuilt"
+        );
         Ok(())
     }
 

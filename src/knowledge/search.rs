@@ -8,8 +8,8 @@ use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 use super::index::IndexQuery;
-use crate::domain::TenantId;
 use super::{Knowledge, KnowledgeError, store};
+use crate::domain::TenantId;
 
 /// The longest query accepted, in characters.
 pub const MAX_QUERY_CHARS: usize = 2_000;
@@ -67,22 +67,28 @@ impl Knowledge {
             return Ok(Vec::new());
         }
         // Room for candidates of versions being replaced, which the store filters out.
-        let candidates = limit * 3 + 10;
-        let hits = self
-            .inner
-            .index
-            .search(IndexQuery {
-                tenant: tenant.as_str().to_owned(),
-                tags: tags.to_vec(),
-                sparse,
-                dense,
-                limit: candidates,
-            })
-            .await?;
-        let ids: Vec<Uuid> = hits.iter().map(|h| h.id).collect();
-        let rows = store::passages(&self.inner.store, tenant.as_str(), &ids).await?;
-        let mut by_id: HashMap<Uuid, store::PassageRow> =
-            rows.into_iter().map(|r| (r.chunk_id, r)).collect();
+        let query = IndexQuery {
+            tenant: tenant.as_str().to_owned(),
+            tags: tags.to_vec(),
+            sparse,
+            dense,
+            limit: limit * 3 + 10,
+        };
+        let mut attempt = 0;
+        let (hits, mut by_id) = loop {
+            attempt += 1;
+            let hits = self.inner.index.search(query.clone()).await?;
+            let ids: Vec<Uuid> = hits.iter().map(|h| h.id).collect();
+            let rows = store::passages(&self.inner.store, tenant.as_str(), &ids).await?;
+            // A version published between the two reads can leave only stale candidates: ask
+            // the index once more, which by then holds the new version's points.
+            if attempt == 1 && rows.len() < limit.min(hits.len()) {
+                continue;
+            }
+            let by_id: HashMap<Uuid, store::PassageRow> =
+                rows.into_iter().map(|r| (r.chunk_id, r)).collect();
+            break (hits, by_id);
+        };
         let mut seen = HashSet::new();
         let mut passages = Vec::with_capacity(limit);
         for hit in hits {

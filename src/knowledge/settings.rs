@@ -52,15 +52,16 @@ impl KnowledgeSettings {
         file: Option<KnowledgeFile>,
     ) -> Result<Self, String> {
         let file = file.unwrap_or_default();
-        let number = |name: &str, from_file: Option<usize>, default: usize| -> Result<usize, String> {
-            match var(name) {
-                Some(raw) => raw
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("{name} `{raw}` is not a valid non-negative number")),
-                None => Ok(from_file.unwrap_or(default)),
-            }
-        };
+        let number =
+            |name: &str, from_file: Option<usize>, default: usize| -> Result<usize, String> {
+                match var(name) {
+                    Some(raw) => raw
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("{name} `{raw}` is not a valid non-negative number")),
+                    None => Ok(from_file.unwrap_or(default)),
+                }
+            };
         let qdrant = match var("QDRANT_URL").or(file.qdrant_url) {
             Some(url) => {
                 match url::Url::parse(&url) {

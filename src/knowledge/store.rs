@@ -118,8 +118,20 @@ type DocumentRow = (
 const DOCUMENT_COLUMNS: &str = "id, tenant_id, name, version, tags, media_type, content_hash, chunk_count, status, error, uploaded_at, updated_at";
 
 fn document(row: DocumentRow) -> Result<DocumentRecord, StoreError> {
-    let (id, tenant, name, version, tags, media_type, content_hash, chunks, status, error, uploaded_at, updated_at) =
-        row;
+    let (
+        id,
+        tenant,
+        name,
+        version,
+        tags,
+        media_type,
+        content_hash,
+        chunks,
+        status,
+        error,
+        uploaded_at,
+        updated_at,
+    ) = row;
     Ok(DocumentRecord {
         id: uuid(&id)?,
         tenant,
@@ -141,7 +153,8 @@ fn uuid(raw: &str) -> Result<Uuid, StoreError> {
 }
 
 fn tags_of(raw: &str) -> Result<Vec<String>, StoreError> {
-    serde_json::from_str(raw).map_err(|_| StoreError::Corrupt("document tags are not a JSON array".into()))
+    serde_json::from_str(raw)
+        .map_err(|_| StoreError::Corrupt("document tags are not a JSON array".into()))
 }
 
 fn tags_json(tags: &[String]) -> String {
@@ -150,7 +163,10 @@ fn tags_json(tags: &[String]) -> String {
 
 /// `$first, $first+1, ...` for `n` values.
 fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Takes the next version number of the tenant's document `name`, creating the document when
@@ -176,16 +192,21 @@ pub async fn claim_version(
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let (id, version, live_version, live_hash, live_tags): (String, i64, i64, Option<String>, String) =
-            sqlx::query_as(
-                "UPDATE knowledge_documents SET last_version = last_version + 1
+        let (id, version, live_version, live_hash, live_tags): (
+            String,
+            i64,
+            i64,
+            Option<String>,
+            String,
+        ) = sqlx::query_as(
+            "UPDATE knowledge_documents SET last_version = last_version + 1
                  WHERE tenant_id = $1 AND name = $2
                  RETURNING id, last_version, version, content_hash, tags",
-            )
-            .bind(tenant)
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await?;
+        )
+        .bind(tenant)
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(ClaimedVersion {
             document_id: uuid(&id)?,
@@ -276,20 +297,27 @@ pub async fn publish_version(
         .rows_affected()
             == 1;
         let removed: Vec<(String,)> = if published {
-            sqlx::query_as("DELETE FROM knowledge_chunks WHERE document_id = $1 AND version < $2 RETURNING id")
-                .bind(&id)
-                .bind(publication.version)
-                .fetch_all(&mut *tx)
-                .await?
+            sqlx::query_as(
+                "DELETE FROM knowledge_chunks WHERE document_id = $1 AND version < $2 RETURNING id",
+            )
+            .bind(&id)
+            .bind(publication.version)
+            .fetch_all(&mut *tx)
+            .await?
         } else {
-            sqlx::query_as("DELETE FROM knowledge_chunks WHERE document_id = $1 AND version = $2 RETURNING id")
-                .bind(&id)
-                .bind(publication.version)
-                .fetch_all(&mut *tx)
-                .await?
+            sqlx::query_as(
+                "DELETE FROM knowledge_chunks WHERE document_id = $1 AND version = $2 RETURNING id",
+            )
+            .bind(&id)
+            .bind(publication.version)
+            .fetch_all(&mut *tx)
+            .await?
         };
         tx.commit().await?;
-        let removed = removed.iter().map(|(id,)| uuid(id)).collect::<Result<_, _>>()?;
+        let removed = removed
+            .iter()
+            .map(|(id,)| uuid(id))
+            .collect::<Result<_, _>>()?;
         Ok((published, removed))
     })
 }
@@ -307,12 +335,13 @@ pub async fn fail_version(
     let id = document_id.to_string();
     on_pool!(store, |pool, Db| {
         let mut tx = pool.begin().await?;
-        let removed: Vec<(String,)> =
-            sqlx::query_as("DELETE FROM knowledge_chunks WHERE document_id = $1 AND version = $2 RETURNING id")
-                .bind(&id)
-                .bind(version)
-                .fetch_all(&mut *tx)
-                .await?;
+        let removed: Vec<(String,)> = sqlx::query_as(
+            "DELETE FROM knowledge_chunks WHERE document_id = $1 AND version = $2 RETURNING id",
+        )
+        .bind(&id)
+        .bind(version)
+        .fetch_all(&mut *tx)
+        .await?;
         sqlx::query(
             "UPDATE knowledge_documents
              SET status = CASE WHEN version = 0 THEN 'failed' ELSE status END, error = $1, updated_at = $2
@@ -329,16 +358,27 @@ pub async fn fail_version(
 }
 
 /// The tenant's documents, by name.
-pub async fn list_documents(store: &Store, tenant: &str) -> Result<Vec<DocumentRecord>, StoreError> {
-    let sql = format!("SELECT {DOCUMENT_COLUMNS} FROM knowledge_documents WHERE tenant_id = $1 ORDER BY name");
+pub async fn list_documents(
+    store: &Store,
+    tenant: &str,
+) -> Result<Vec<DocumentRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {DOCUMENT_COLUMNS} FROM knowledge_documents WHERE tenant_id = $1 ORDER BY name"
+    );
     let rows: Vec<DocumentRow> = on_pool!(store, |pool, Db| {
         sqlx::query_as(&sql).bind(tenant).fetch_all(pool).await?
     });
     rows.into_iter().map(document).collect()
 }
 
-pub async fn get_document(store: &Store, tenant: &str, id: Uuid) -> Result<Option<DocumentRecord>, StoreError> {
-    let sql = format!("SELECT {DOCUMENT_COLUMNS} FROM knowledge_documents WHERE tenant_id = $1 AND id = $2");
+pub async fn get_document(
+    store: &Store,
+    tenant: &str,
+    id: Uuid,
+) -> Result<Option<DocumentRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {DOCUMENT_COLUMNS} FROM knowledge_documents WHERE tenant_id = $1 AND id = $2"
+    );
     let row: Option<DocumentRow> = on_pool!(store, |pool, Db| {
         sqlx::query_as(&sql)
             .bind(tenant)
@@ -352,16 +392,21 @@ pub async fn get_document(store: &Store, tenant: &str, id: Uuid) -> Result<Optio
 /// Deletes a document and its chunks in one transaction; `None` when the tenant has no such
 /// document, else the deleted chunk ids.
 #[tracing::instrument(skip_all, fields(document.id = %id))]
-pub async fn delete_document(store: &Store, tenant: &str, id: Uuid) -> Result<Option<Vec<Uuid>>, StoreError> {
+pub async fn delete_document(
+    store: &Store,
+    tenant: &str,
+    id: Uuid,
+) -> Result<Option<Vec<Uuid>>, StoreError> {
     let id = id.to_string();
     on_pool!(store, |pool, Db| {
         let mut tx = pool.begin().await?;
-        let deleted = sqlx::query("DELETE FROM knowledge_documents WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let deleted =
+            sqlx::query("DELETE FROM knowledge_documents WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         if deleted == 0 {
             return Ok(None);
         }
@@ -371,12 +416,21 @@ pub async fn delete_document(store: &Store, tenant: &str, id: Uuid) -> Result<Op
                 .fetch_all(&mut *tx)
                 .await?;
         tx.commit().await?;
-        Ok(Some(removed.iter().map(|(id,)| uuid(id)).collect::<Result<_, _>>()?))
+        Ok(Some(
+            removed
+                .iter()
+                .map(|(id,)| uuid(id))
+                .collect::<Result<_, _>>()?,
+        ))
     })
 }
 
 /// The live chunks among `ids` that belong to `tenant`, in no particular order.
-pub async fn passages(store: &Store, tenant: &str, ids: &[Uuid]) -> Result<Vec<PassageRow>, StoreError> {
+pub async fn passages(
+    store: &Store,
+    tenant: &str,
+    ids: &[Uuid],
+) -> Result<Vec<PassageRow>, StoreError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -386,7 +440,15 @@ pub async fn passages(store: &Store, tenant: &str, ids: &[Uuid]) -> Result<Vec<P
          WHERE c.tenant_id = $1 AND d.tenant_id = $1 AND c.version = d.version AND c.id IN ({})",
         placeholders(2, ids.len())
     );
-    type Row = (String, String, Option<String>, Option<i32>, String, String, String);
+    type Row = (
+        String,
+        String,
+        Option<String>,
+        Option<i32>,
+        String,
+        String,
+        String,
+    );
     let rows: Vec<Row> = on_pool!(store, |pool, Db| {
         let mut query = sqlx::query_as(&sql).bind(tenant);
         for id in ids {
@@ -395,31 +457,48 @@ pub async fn passages(store: &Store, tenant: &str, ids: &[Uuid]) -> Result<Vec<P
         query.fetch_all(pool).await?
     });
     rows.into_iter()
-        .map(|(chunk_id, text, section, page, document_id, document_name, content_hash)| {
-            Ok(PassageRow {
-                chunk_id: uuid(&chunk_id)?,
-                text,
-                section,
-                page,
-                document_id: uuid(&document_id)?,
-                document_name,
-                content_hash,
-            })
-        })
+        .map(
+            |(chunk_id, text, section, page, document_id, document_name, content_hash)| {
+                Ok(PassageRow {
+                    chunk_id: uuid(&chunk_id)?,
+                    text,
+                    section,
+                    page,
+                    document_id: uuid(&document_id)?,
+                    document_name,
+                    content_hash,
+                })
+            },
+        )
         .collect()
 }
 
 /// Every stored chunk (live or being written), for comparing with the index.
 pub async fn count_chunks(store: &Store) -> Result<u64, StoreError> {
     let (n,): (i64,) = on_pool!(store, |pool, Db| {
-        sqlx::query_as("SELECT COUNT(*) FROM knowledge_chunks").fetch_one(pool).await?
+        sqlx::query_as("SELECT COUNT(*) FROM knowledge_chunks")
+            .fetch_one(pool)
+            .await?
     });
     Ok(n as u64)
 }
 
 /// Up to `limit` stored chunks with ids after `after`, in id order (for rebuilding the index).
-pub async fn chunks_page(store: &Store, after: Option<Uuid>, limit: i64) -> Result<Vec<IndexRow>, StoreError> {
-    type Row = (String, String, String, i64, String, String, Option<String>, Option<Vec<u8>>);
+pub async fn chunks_page(
+    store: &Store,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<IndexRow>, StoreError> {
+    type Row = (
+        String,
+        String,
+        String,
+        i64,
+        String,
+        String,
+        Option<String>,
+        Option<Vec<u8>>,
+    );
     let after = after.map(|u| u.to_string()).unwrap_or_default();
     let rows: Vec<Row> = on_pool!(store, |pool, Db| {
         sqlx::query_as(
@@ -433,18 +512,20 @@ pub async fn chunks_page(store: &Store, after: Option<Uuid>, limit: i64) -> Resu
         .await?
     });
     rows.into_iter()
-        .map(|(id, tenant, document_id, version, tags, text, section, embedding)| {
-            Ok(IndexRow {
-                chunk_id: uuid(&id)?,
-                tenant,
-                document_id: uuid(&document_id)?,
-                version,
-                tags: tags_of(&tags)?,
-                text,
-                section,
-                embedding: embedding.as_deref().map(embeddings::from_bytes),
-            })
-        })
+        .map(
+            |(id, tenant, document_id, version, tags, text, section, embedding)| {
+                Ok(IndexRow {
+                    chunk_id: uuid(&id)?,
+                    tenant,
+                    document_id: uuid(&document_id)?,
+                    version,
+                    tags: tags_of(&tags)?,
+                    text,
+                    section,
+                    embedding: embedding.as_deref().map(embeddings::from_bytes),
+                })
+            },
+        )
         .collect()
 }
 
@@ -504,7 +585,11 @@ pub async fn update_job(store: &Store, job: &JobRecord) -> Result<(), StoreError
     Ok(())
 }
 
-pub async fn get_job(store: &Store, tenant: &str, id: Uuid) -> Result<Option<JobRecord>, StoreError> {
+pub async fn get_job(
+    store: &Store,
+    tenant: &str,
+    id: Uuid,
+) -> Result<Option<JobRecord>, StoreError> {
     type Row = (String, String, String, i32, i32, i64, String, i64, i64);
     let row: Option<Row> = on_pool!(store, |pool, Db| {
         sqlx::query_as(
@@ -516,27 +601,43 @@ pub async fn get_job(store: &Store, tenant: &str, id: Uuid) -> Result<Option<Job
         .fetch_optional(pool)
         .await?
     });
-    row.map(|(id, tenant, status, files_total, files_done, chunks_done, files, created_at, updated_at)| {
-        Ok(JobRecord {
-            id: uuid(&id)?,
+    row.map(
+        |(
+            id,
             tenant,
             status,
-            files_total: files_total as i64,
-            files_done: files_done as i64,
+            files_total,
+            files_done,
             chunks_done,
-            files: serde_json::from_str(&files)
-                .map_err(|_| StoreError::Corrupt("job files are not valid JSON".into()))?,
+            files,
             created_at,
             updated_at,
-        })
-    })
+        )| {
+            Ok(JobRecord {
+                id: uuid(&id)?,
+                tenant,
+                status,
+                files_total: files_total as i64,
+                files_done: files_done as i64,
+                chunks_done,
+                files: serde_json::from_str(&files)
+                    .map_err(|_| StoreError::Corrupt("job files are not valid JSON".into()))?,
+                created_at,
+                updated_at,
+            })
+        },
+    )
     .transpose()
 }
 
 /// After a restart: jobs still `running` that have not moved since `stale_before` are marked
 /// failed, and chunks of versions that never went live (and belong to no running job) are
 /// deleted. Returns the deleted chunk ids.
-pub async fn recover_interrupted(store: &Store, stale_before: i64, now: i64) -> Result<(u64, Vec<Uuid>), StoreError> {
+pub async fn recover_interrupted(
+    store: &Store,
+    stale_before: i64,
+    now: i64,
+) -> Result<(u64, Vec<Uuid>), StoreError> {
     on_pool!(store, |pool, Db| {
         let mut tx = pool.begin().await?;
         let failed = sqlx::query(
@@ -568,6 +669,12 @@ pub async fn recover_interrupted(store: &Store, stale_before: i64, now: i64) -> 
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok((failed, removed.iter().map(|(id,)| uuid(id)).collect::<Result<_, _>>()?))
+        Ok((
+            failed,
+            removed
+                .iter()
+                .map(|(id,)| uuid(id))
+                .collect::<Result<_, _>>()?,
+        ))
     })
 }

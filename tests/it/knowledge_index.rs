@@ -32,7 +32,9 @@ struct Corpus {
 
 impl Corpus {
     fn new() -> Self {
-        Corpus { bm25: Bm25::new(50) }
+        Corpus {
+            bm25: Bm25::new(50),
+        }
     }
 
     fn point(&self, tenant: &str, tags: &[&str], text: &str, dense: bool) -> IndexPoint {
@@ -73,9 +75,24 @@ fn direction(text: &str) -> Vec<f32> {
 /// The suite every backend passes.
 async fn conformance(index: VectorIndex, dense: bool) {
     let corpus = Corpus::new();
-    let a_pool = corpus.point("tenant_a", &["amenities"], "the swimming pool opens at six", dense);
-    let a_parking = corpus.point("tenant_a", &["pricing"], "covered parking costs four lakh", dense);
-    let b_pool = corpus.point("tenant_b", &["amenities"], "our pool is heated in winter pool", dense);
+    let a_pool = corpus.point(
+        "tenant_a",
+        &["amenities"],
+        "the swimming pool opens at six",
+        dense,
+    );
+    let a_parking = corpus.point(
+        "tenant_a",
+        &["pricing"],
+        "covered parking costs four lakh",
+        dense,
+    );
+    let b_pool = corpus.point(
+        "tenant_b",
+        &["amenities"],
+        "our pool is heated in winter pool",
+        dense,
+    );
     index
         .apply(IndexBatch {
             upsert: vec![a_pool.clone(), a_parking.clone(), b_pool.clone()],
@@ -86,12 +103,24 @@ async fn conformance(index: VectorIndex, dense: bool) {
     assert_eq!(index.count().await.unwrap(), 3);
 
     // Tenant filter: tenant_a never sees tenant_b's better-matching chunk.
-    let hits = index.search(corpus.query("tenant_a", &[], "pool", dense)).await.unwrap();
+    let hits = index
+        .search(corpus.query("tenant_a", &[], "pool", dense))
+        .await
+        .unwrap();
     assert_eq!(hits.first().map(|h| h.id), Some(a_pool.id));
     assert!(hits.iter().all(|h| h.id != b_pool.id), "{hits:?}");
-    let hits = index.search(corpus.query("tenant_b", &[], "pool parking", dense)).await.unwrap();
-    assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), vec![b_pool.id]);
-    let hits = index.search(corpus.query("tenant_c", &[], "pool", dense)).await.unwrap();
+    let hits = index
+        .search(corpus.query("tenant_b", &[], "pool parking", dense))
+        .await
+        .unwrap();
+    assert_eq!(
+        hits.iter().map(|h| h.id).collect::<Vec<_>>(),
+        vec![b_pool.id]
+    );
+    let hits = index
+        .search(corpus.query("tenant_c", &[], "pool", dense))
+        .await
+        .unwrap();
     assert!(hits.is_empty());
 
     // Tag filter: any of the given tags.
@@ -99,7 +128,10 @@ async fn conformance(index: VectorIndex, dense: bool) {
         .search(corpus.query("tenant_a", &["pricing"], "pool parking", dense))
         .await
         .unwrap();
-    assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), vec![a_parking.id]);
+    assert_eq!(
+        hits.iter().map(|h| h.id).collect::<Vec<_>>(),
+        vec![a_parking.id]
+    );
     let hits = index
         .search(corpus.query("tenant_a", &["pricing", "amenities"], "pool parking", dense))
         .await
@@ -114,7 +146,10 @@ async fn conformance(index: VectorIndex, dense: bool) {
         })
         .await
         .unwrap();
-    let hits = index.search(corpus.query("tenant_a", &[], "pool", dense)).await.unwrap();
+    let hits = index
+        .search(corpus.query("tenant_a", &[], "pool", dense))
+        .await
+        .unwrap();
     assert!(hits.iter().all(|h| h.id != a_pool.id));
     assert_eq!(index.count().await.unwrap(), 2);
 
@@ -124,8 +159,14 @@ async fn conformance(index: VectorIndex, dense: bool) {
     rebuild.add(vec![fresh.clone()]).await.unwrap();
     rebuild.finish().await.unwrap();
     assert_eq!(index.count().await.unwrap(), 1);
-    let hits = index.search(corpus.query("tenant_a", &[], "pool", dense)).await.unwrap();
-    assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), vec![fresh.id]);
+    let hits = index
+        .search(corpus.query("tenant_a", &[], "pool", dense))
+        .await
+        .unwrap();
+    assert_eq!(
+        hits.iter().map(|h| h.id).collect::<Vec<_>>(),
+        vec![fresh.id]
+    );
 
     index.ping().await.unwrap();
     assert!(!index.maintain(u64::MAX).await.unwrap());
@@ -150,7 +191,9 @@ async fn server_index(dense: Option<usize>) -> Option<ServerIndex> {
     let url = qdrant_url()?;
     let settings = ServerSettings {
         url,
-        api_key: std::env::var("PARLEY_TEST_QDRANT_API_KEY").ok().map(Into::into),
+        api_key: std::env::var("PARLEY_TEST_QDRANT_API_KEY")
+            .ok()
+            .map(Into::into),
         collection: common::unique_name("it"),
     };
     let (index, fresh) = ServerIndex::open(&settings, dense).await.unwrap();
@@ -160,14 +203,18 @@ async fn server_index(dense: Option<usize>) -> Option<ServerIndex> {
 
 #[tokio::test]
 async fn a_qdrant_server_passes_the_index_conformance_suite_with_bm25() {
-    let Some(index) = server_index(None).await else { return };
+    let Some(index) = server_index(None).await else {
+        return;
+    };
     conformance(VectorIndex::Server(index.clone()), false).await;
     index.drop_collection().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_qdrant_server_passes_the_index_conformance_suite_with_hybrid_search() {
-    let Some(index) = server_index(Some(DIMS)).await else { return };
+    let Some(index) = server_index(Some(DIMS)).await else {
+        return;
+    };
     conformance(VectorIndex::Server(index.clone()), true).await;
     index.drop_collection().await.unwrap();
 }
@@ -192,7 +239,10 @@ async fn qdrant_edge_keeps_flushed_writes_across_reopening() {
     assert!(!fresh);
     let index = VectorIndex::Edge(index);
     assert_eq!(index.count().await.unwrap(), 1);
-    let hits = index.search(corpus.query("tenant_a", &[], "gym roof", false)).await.unwrap();
+    let hits = index
+        .search(corpus.query("tenant_a", &[], "gym roof", false))
+        .await
+        .unwrap();
     assert_eq!(hits[0].id, point.id);
 }
 

@@ -24,11 +24,11 @@ use std::sync::{Arc, LazyLock, RwLock, Weak};
 
 use qdrant_edge::{
     AnyVariants, Condition, CountRequest, CreateIndex, Distance, EdgeConfig, EdgeShard,
-    EdgeSparseVectorParams, EdgeVectorParams, FieldCondition, FieldIndexOperations, Filter,
-    Fusion, JsonPath, KeywordIndexParams, Match, Modifier, NamedQuery, NamedVectors,
-    PayloadFieldSchema, PayloadSchemaParams, PointId, PointInsertOperations, PointOperations,
-    PointStruct, Prefetch, QueryEnum, QueryRequest, ScoringQuery, SearchParams, UpdateOperation,
-    ValueVariants, Vector, WithPayloadInterface, WithVector,
+    EdgeSparseVectorParams, EdgeVectorParams, FieldCondition, FieldIndexOperations, Filter, Fusion,
+    JsonPath, KeywordIndexParams, Match, Modifier, NamedQuery, NamedVectors, PayloadFieldSchema,
+    PayloadSchemaParams, PointId, PointInsertOperations, PointOperations, PointStruct, Prefetch,
+    QueryEnum, QueryRequest, ScoringQuery, SearchParams, UpdateOperation, ValueVariants, Vector,
+    WithPayloadInterface, WithVector,
 };
 use serde_json::json;
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -143,9 +143,9 @@ impl EdgeIndex {
             if !batch.delete.is_empty() {
                 let ids = batch.delete.into_iter().map(PointId::Uuid).collect();
                 live.shard
-                    .update(UpdateOperation::PointOperation(PointOperations::DeletePoints {
-                        ids,
-                    }))
+                    .update(UpdateOperation::PointOperation(
+                        PointOperations::DeletePoints { ids },
+                    ))
                     .map_err(IndexError::backend)?;
             }
             flush(&live.shard)
@@ -279,7 +279,10 @@ fn edge_config(dense_dimensions: Option<usize>) -> EdgeConfig {
             .build(),
     );
     if let Some(dims) = dense_dimensions {
-        builder = builder.vector(DENSE, EdgeVectorParams::builder(dims, Distance::Cosine).build());
+        builder = builder.vector(
+            DENSE,
+            EdgeVectorParams::builder(dims, Distance::Cosine).build(),
+        );
     }
     builder.build()
 }
@@ -324,9 +327,9 @@ fn write_points(shard: &EdgeShard, points: Vec<IndexPoint>) -> Result<(), IndexE
             .map(|p| point_struct(p).map(|p| p.0))
             .collect::<Result<_, _>>()?;
         shard
-            .update(UpdateOperation::PointOperation(PointOperations::UpsertPoints(
-                PointInsertOperations::PointsList(batch),
-            )))
+            .update(UpdateOperation::PointOperation(
+                PointOperations::UpsertPoints(PointInsertOperations::PointsList(batch)),
+            ))
             .map_err(IndexError::backend)?;
     }
     Ok(())
@@ -402,10 +405,11 @@ fn query_request(query: &IndexQuery, has_dense: bool) -> QueryRequest {
             ..base
         },
         Some(dense) => {
+            let prefetch_limit = PREFETCH_LIMIT.max(query.limit);
             let prefetch = |query: ScoringQuery, params: Option<SearchParams>| Prefetch {
                 prefetches: Vec::new(),
                 query: Some(query),
-                limit: PREFETCH_LIMIT.max(query_limit(&base)),
+                limit: prefetch_limit,
                 params,
                 filter: None,
                 score_threshold: None,
@@ -424,10 +428,6 @@ fn query_request(query: &IndexQuery, has_dense: bool) -> QueryRequest {
             }
         }
     }
-}
-
-fn query_limit(request: &QueryRequest) -> usize {
-    request.limit
 }
 
 fn flush(shard: &EdgeShard) -> Result<(), IndexError> {

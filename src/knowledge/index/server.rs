@@ -9,11 +9,11 @@ use std::sync::Arc;
 use qdrant_client::Qdrant;
 use qdrant_client::qdrant::{
     Condition, CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
-    DeletePointsBuilder, Distance, FieldType, Filter, Fusion, KeywordIndexParamsBuilder,
-    Modifier, NamedVectors, PointId, PointStruct, PointsIdsList, PrefetchQueryBuilder, Query,
-    QueryPointsBuilder, SearchParamsBuilder, SparseVectorParamsBuilder,
-    SparseVectorsConfigBuilder, UpsertPointsBuilder, Vector, VectorInput, VectorParamsBuilder,
-    VectorsConfigBuilder, point_id::PointIdOptions,
+    DeletePointsBuilder, Distance, FieldType, Filter, Fusion, KeywordIndexParamsBuilder, Modifier,
+    NamedVectors, PointId, PointStruct, PointsIdsList, PrefetchQueryBuilder, Query,
+    QueryPointsBuilder, SearchParamsBuilder, SparseVectorParamsBuilder, SparseVectorsConfigBuilder,
+    UpsertPointsBuilder, Vector, VectorInput, VectorParamsBuilder, VectorsConfigBuilder,
+    point_id::PointIdOptions,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -57,7 +57,8 @@ impl ServerIndex {
         settings: &ServerSettings,
         dense_dimensions: Option<usize>,
     ) -> Result<(Self, bool), IndexError> {
-        let mut builder = Qdrant::from_url(&settings.url).timeout(std::time::Duration::from_secs(30));
+        let mut builder =
+            Qdrant::from_url(&settings.url).timeout(std::time::Duration::from_secs(30));
         if let Some(key) = &settings.api_key {
             builder = builder.api_key(key.expose_secret().to_owned());
         }
@@ -85,10 +86,14 @@ impl ServerIndex {
             SPARSE,
             SparseVectorParamsBuilder::default().modifier(Modifier::Idf as i32),
         );
-        let mut create = CreateCollectionBuilder::new(&self.collection).sparse_vectors_config(sparse);
+        let mut create =
+            CreateCollectionBuilder::new(&self.collection).sparse_vectors_config(sparse);
         if let Some(dims) = self.dense_dimensions {
             let mut dense = VectorsConfigBuilder::default();
-            dense.add_named_vector_params(DENSE, VectorParamsBuilder::new(dims as u64, Distance::Cosine));
+            dense.add_named_vector_params(
+                DENSE,
+                VectorParamsBuilder::new(dims as u64, Distance::Cosine),
+            );
             create = create.vectors_config(dense);
         }
         self.client
@@ -98,9 +103,13 @@ impl ServerIndex {
         for (field, is_tenant) in [("tenant_id", true), ("document_id", false), ("tags", false)] {
             self.client
                 .create_field_index(
-                    CreateFieldIndexCollectionBuilder::new(&self.collection, field, FieldType::Keyword)
-                        .field_index_params(KeywordIndexParamsBuilder::default().is_tenant(is_tenant))
-                        .wait(true),
+                    CreateFieldIndexCollectionBuilder::new(
+                        &self.collection,
+                        field,
+                        FieldType::Keyword,
+                    )
+                    .field_index_params(KeywordIndexParamsBuilder::default().is_tenant(is_tenant))
+                    .wait(true),
                 )
                 .await
                 .map_err(IndexError::backend)?;
@@ -112,7 +121,11 @@ impl ServerIndex {
         let _writer = self.writer.lock().await;
         self.upsert(batch.upsert).await?;
         if !batch.delete.is_empty() {
-            let ids: Vec<PointId> = batch.delete.iter().map(|id| id.to_string().into()).collect();
+            let ids: Vec<PointId> = batch
+                .delete
+                .iter()
+                .map(|id| id.to_string().into())
+                .collect();
             self.client
                 .delete_points(
                     DeletePointsBuilder::new(&self.collection)

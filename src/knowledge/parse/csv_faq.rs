@@ -13,9 +13,10 @@ pub fn pairs(bytes: &[u8]) -> Result<Vec<Part>, ParseError> {
         .map_err(|e| ParseError::Malformed(format!("the CSV could not be read: {e}")))?
         .clone();
     let column = |wanted: &str| {
-        headers
-            .iter()
-            .position(|h| h.trim_start_matches('\u{feff}').eq_ignore_ascii_case(wanted))
+        headers.iter().position(|h| {
+            h.trim_start_matches('\u{feff}')
+                .eq_ignore_ascii_case(wanted)
+        })
     };
     let (Some(question), Some(answer)) = (column("question"), column("answer")) else {
         return Err(ParseError::Malformed(
@@ -25,7 +26,10 @@ pub fn pairs(bytes: &[u8]) -> Result<Vec<Part>, ParseError> {
     let mut parts = Vec::new();
     for (line, record) in reader.records().enumerate() {
         let record = record.map_err(|e| {
-            ParseError::Malformed(format!("the CSV could not be read at row {}: {e}", line + 2))
+            ParseError::Malformed(format!(
+                "the CSV could not be read at row {}: {e}",
+                line + 2
+            ))
         })?;
         let q = record.get(question).unwrap_or("").trim();
         let a = record.get(answer).unwrap_or("").trim();

@@ -2,7 +2,9 @@
 //! `Title` or `HeadingN` become headings so they give the chunks their sections; table rows become
 //! lines of cells separated by `|`.
 
-use docx_rs::{DocumentChild, Paragraph, ParagraphChild, RunChild, TableCellContent, TableChild, TableRowChild};
+use docx_rs::{
+    DocumentChild, Paragraph, ParagraphChild, RunChild, TableCellContent, TableChild, TableRowChild,
+};
 
 use super::ParseError;
 

@@ -140,17 +140,30 @@ mod tests {
     #[test]
     fn empty_unsupported_and_oversized_files_have_clear_reasons() {
         assert_eq!(parse("a.md", b"", 10).unwrap_err(), ParseError::Empty);
-        assert_eq!(parse("a.exe", b"MZ", 10).unwrap_err(), ParseError::Unsupported);
+        assert_eq!(
+            parse("a.exe", b"MZ", 10).unwrap_err(),
+            ParseError::Unsupported
+        );
         assert_eq!(
             parse("a.txt", b"hello world", 5).unwrap_err(),
             ParseError::TooLarge { size: 11, limit: 5 }
         );
-        assert_eq!(parse("a.txt", b"\xff\xfe\x00", 10).unwrap_err(), ParseError::NotUtf8);
-        assert_eq!(parse("a.txt", b"  \n ", 10).unwrap_err(), ParseError::NoText);
+        assert_eq!(
+            parse("a.txt", b"\xff\xfe\x00", 10).unwrap_err(),
+            ParseError::NotUtf8
+        );
+        assert_eq!(
+            parse("a.txt", b"  \n ", 10).unwrap_err(),
+            ParseError::NoText
+        );
     }
 
     fn file(name: &str) -> Vec<u8> {
-        std::fs::read(format!("{}/tests/data/knowledge/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        std::fs::read(format!(
+            "{}/tests/data/knowledge/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
     }
 
     fn markdown_of(name: &str) -> String {
@@ -164,9 +177,14 @@ mod tests {
     fn a_pdf_gives_its_text_layer_page_by_page() {
         let doc = parse("price-list.pdf", &file("price-list.pdf"), 1 << 20).unwrap();
         assert_eq!(doc.parts.len(), 2);
-        let Part::Plain { text, page } = &doc.parts[1] else { panic!() };
+        let Part::Plain { text, page } = &doc.parts[1] else {
+            panic!()
+        };
         assert_eq!(*page, Some(2));
-        assert!(text.contains("Covered parking costs 4 lakh rupees per slot."), "{text}");
+        assert!(
+            text.contains("Covered parking costs 4 lakh rupees per slot."),
+            "{text}"
+        );
     }
 
     #[test]
@@ -181,10 +199,16 @@ mod tests {
     fn a_docx_keeps_its_headings_paragraphs_and_tables() {
         let text = markdown_of("brochure.docx");
         assert!(text.contains("# Skyline Heights brochure"), "{text}");
-        assert!(text.contains("## Location\n\nSkyline Heights is on Sarjapur Road"), "{text}");
+        assert!(
+            text.contains("## Location\n\nSkyline Heights is on Sarjapur Road"),
+            "{text}"
+        );
         assert!(text.contains("2 BHK | 1,050 sq ft"), "{text}");
         let err = parse("broken.docx", b"PK\x03\x04 not really a zip", 1 << 20).unwrap_err();
-        assert!(err.to_string().starts_with("the DOCX could not be read"), "{err}");
+        assert!(
+            err.to_string().starts_with("the DOCX could not be read"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -192,7 +216,14 @@ mod tests {
         let text = markdown_of("about.html");
         assert!(text.contains("About Skyline Habitat"), "{text}");
         assert!(text.contains("green building award"), "{text}");
-        for noise in ["Menu link", "Header banner", "Footer copyright", "tracking", "console", "color"] {
+        for noise in [
+            "Menu link",
+            "Header banner",
+            "Footer copyright",
+            "tracking",
+            "console",
+            "color",
+        ] {
             assert!(!text.contains(noise), "`{noise}` in {text}");
         }
     }
@@ -209,6 +240,9 @@ mod tests {
             }
         );
         let err = parse("q.csv", b"name,price\na,b\n", 1 << 20).unwrap_err();
-        assert!(err.to_string().contains("question and answer columns"), "{err}");
+        assert!(
+            err.to_string().contains("question and answer columns"),
+            "{err}"
+        );
     }
 }
