@@ -21,7 +21,9 @@ pub struct Accepted {
 #[derive(Debug, Clone)]
 pub struct Refused {
     pub failure: SendFailure,
-    /// `Some(wait)` when a later attempt may succeed (the wait is the provider's hint, or zero).
+    /// A later attempt may succeed.
+    pub retryable: bool,
+    /// The provider's hint for when to try again (`Retry-After`), if it gave one.
     pub retry_after: Option<Duration>,
 }
 
@@ -33,6 +35,7 @@ impl Refused {
                 code,
                 detail: detail.into(),
             },
+            retryable: false,
             retry_after: None,
         }
     }
@@ -70,7 +73,8 @@ async fn send_whatsapp(state: &AppState, job: &OutboundJob) -> Result<Accepted, 
             status: DeliveryStatus::Sent,
         })
         .map_err(|err| Refused {
-            retry_after: err.is_retryable().then(|| err.retry_after()),
+            retryable: err.is_retryable(),
+            retry_after: err.retry_after(),
             failure: SendFailure {
                 code: err.code,
                 detail: err.to_string(),

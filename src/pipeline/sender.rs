@@ -70,7 +70,10 @@ async fn deliver(state: &AppState, job: OutboundJob) {
     let outcome = crate::channels::outbound::send(state, &job)
         .await
         .map(|accepted| (accepted.provider_id, accepted.status))
-        .map_err(|refused| (refused.failure, refused.retry_after));
+        .map_err(|refused| {
+            let retry = refused.retryable.then_some(refused.retry_after);
+            (refused.failure, retry)
+        });
     let now = state.clock.now_ms();
     let recorded = match outcome {
         Ok((provider_id, status)) => {
