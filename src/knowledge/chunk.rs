@@ -79,12 +79,14 @@ impl ChunkSizer for Words {
 pub fn chunk_document(document: &ParsedDocument, settings: ChunkSettings) -> Vec<Chunk> {
     let target = settings.target_tokens.max(8);
     let overlap = settings.overlap_tokens.min(target / 2);
-    let config = ChunkConfig::new(target)
-        .with_sizer(Words)
-        .with_overlap(overlap)
-        .expect("overlap is below capacity");
-    let markdown = MarkdownSplitter::new(config.clone());
-    let plain = TextSplitter::new(config);
+    let config = || {
+        ChunkConfig::new(target)
+            .with_sizer(Words)
+            .with_overlap(overlap)
+            .expect("overlap is below capacity")
+    };
+    let markdown = MarkdownSplitter::new(config());
+    let plain = TextSplitter::new(config());
 
     let mut out = ChunkCollector::default();
     for part in &document.parts {

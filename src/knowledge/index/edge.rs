@@ -306,7 +306,7 @@ fn create_shard(root: &Path, dense_dimensions: Option<usize>) -> Result<Live, In
         shard
             .update(UpdateOperation::FieldIndexOperation(
                 FieldIndexOperations::CreateIndex(CreateIndex {
-                    field_name: JsonPath::new(field),
+                    field_name: json_path(field),
                     field_schema: Some(PayloadFieldSchema::FieldParams(
                         PayloadSchemaParams::Keyword(params),
                     )),
@@ -358,7 +358,7 @@ fn point_struct(point: IndexPoint) -> Result<PointStruct, IndexError> {
 
 fn keyword(field: &str, value: &str) -> Condition {
     Condition::Field(FieldCondition::new_match(
-        JsonPath::new(field),
+        json_path(field),
         Match::new_value(ValueVariants::String(value.to_owned())),
     ))
 }
@@ -367,7 +367,7 @@ fn query_filter(query: &IndexQuery) -> Filter {
     let mut filter = Filter::new_must(keyword("tenant_id", &query.tenant));
     if !query.tags.is_empty() {
         let any = Condition::Field(FieldCondition::new_match(
-            JsonPath::new("tags"),
+            json_path("tags"),
             Match::new_any(AnyVariants::Strings(query.tags.iter().cloned().collect())),
         ));
         filter.must.get_or_insert_with(Vec::new).push(any);
@@ -428,6 +428,10 @@ fn query_request(query: &IndexQuery, has_dense: bool) -> QueryRequest {
             }
         }
     }
+}
+
+fn json_path(field: &str) -> JsonPath {
+    field.parse().expect("a plain field name is a valid JSON path")
 }
 
 fn flush(shard: &EdgeShard) -> Result<(), IndexError> {

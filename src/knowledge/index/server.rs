@@ -16,7 +16,11 @@ use qdrant_client::qdrant::{
     point_id::PointIdOptions,
 };
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::json;
+use std::collections::HashMap;
+
+use qdrant_client::Payload;
+use qdrant_client::qdrant::value::Kind;
+use qdrant_client::qdrant::{ListValue, Value};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{DENSE, IndexBatch, IndexError, IndexHit, IndexPoint, IndexQuery, SPARSE};
@@ -274,12 +278,16 @@ fn point_struct(point: IndexPoint) -> Result<PointStruct, IndexError> {
     if let Some(dense) = point.dense {
         vectors = vectors.add_vector(DENSE, Vector::new_dense(dense));
     }
-    let payload = json!({
-        "tenant_id": point.tenant,
-        "document_id": point.document_id.to_string(),
-        "version": point.version,
-        "tags": point.tags,
-    });
-    let payload = qdrant_client::Payload::try_from(payload).map_err(IndexError::backend)?;
+    let tags = Value {
+        kind: Some(Kind::ListValue(ListValue {
+            values: point.tags.into_iter().map(Value::from).collect(),
+        })),
+    };
+    let payload = Payload::from(HashMap::from([
+        ("tenant_id", Value::from(point.tenant)),
+        ("document_id", Value::from(point.document_id.to_string())),
+        ("version", Value::from(point.version)),
+        ("tags", tags),
+    ]));
     Ok(PointStruct::new(point.id.to_string(), vectors, payload))
 }
