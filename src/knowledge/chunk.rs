@@ -248,17 +248,24 @@ mod tests {
 
     #[test]
     fn long_sections_are_split_near_the_target_with_overlap() {
-        let paragraph = (0..60)
-            .map(|i| format!("word{i}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let text = format!("# Big\n\n{paragraph}.\n\n{paragraph}.\n\n{paragraph}.\n");
+        let paragraph = |p: usize| {
+            (0..60)
+                .map(|i| format!("p{p}w{i}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let text = format!(
+            "# Big\n\n{}.\n\n{}.\n\n{}.\n",
+            paragraph(1),
+            paragraph(2),
+            paragraph(3)
+        );
         let settings = ChunkSettings {
             target_tokens: 50,
             overlap_tokens: 10,
         };
         let chunks = chunk_document(&markdown(&text), settings);
-        assert!(chunks.len() >= 4, "{} chunks", chunks.len());
+        assert!(chunks.len() >= 4, "{} chunks: {chunks:#?}", chunks.len());
         assert!(chunks.iter().all(|c| c.token_count <= 50));
         assert!(chunks.iter().all(|c| c.section.as_deref() == Some("Big")));
     }

@@ -400,6 +400,14 @@ pub async fn delete_document(
     let id = id.to_string();
     on_pool!(store, |pool, Db| {
         let mut tx = pool.begin().await?;
+        // Chunks first: the document's deletion would cascade to them without saying which.
+        let removed: Vec<(String,)> = sqlx::query_as(
+            "DELETE FROM knowledge_chunks WHERE tenant_id = $1 AND document_id = $2 RETURNING id",
+        )
+        .bind(tenant)
+        .bind(&id)
+        .fetch_all(&mut *tx)
+        .await?;
         let deleted =
             sqlx::query("DELETE FROM knowledge_documents WHERE tenant_id = $1 AND id = $2")
                 .bind(tenant)
@@ -410,11 +418,6 @@ pub async fn delete_document(
         if deleted == 0 {
             return Ok(None);
         }
-        let removed: Vec<(String,)> =
-            sqlx::query_as("DELETE FROM knowledge_chunks WHERE document_id = $1 RETURNING id")
-                .bind(&id)
-                .fetch_all(&mut *tx)
-                .await?;
         tx.commit().await?;
         Ok(Some(
             removed

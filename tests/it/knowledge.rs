@@ -255,11 +255,12 @@ async fn a_file_over_the_size_limit_is_refused_and_the_others_continue(db: Db) {
     let uploads =
         read_paths(&[data("knowledge/price-list.pdf"), data("knowledge/guide.md")]).unwrap();
     let job = kb.ingest("default", uploads, &[]).await;
+    assert_eq!(job.files[0].name, "guide.md");
+    assert_eq!(job.files[0].status, "done");
     assert_eq!(
-        job.files[0].error.as_deref(),
+        job.files[1].error.as_deref(),
         Some("the file is 2031 bytes, over the limit of 1000 bytes")
     );
-    assert_eq!(job.files[1].status, "done");
     assert_eq!(
         kb.search("default", "visit").await[0].document_name,
         "guide.md"
