@@ -4,17 +4,15 @@
 //! asks every question, and prints recall@1, recall@5 and MRR ([`crate::knowledge::eval`]);
 //! `--json` prints only `{"questions", "recall_at_1", "recall_at_5", "mrr"}`.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::config::Config;
+use super::knowledge_bench::temporary_knowledge;
 use crate::domain::TenantId;
 use crate::knowledge::Knowledge;
 use crate::knowledge::eval::{RankedResult, first_relevant, read_questions, report};
 use crate::knowledge::jobs::read_paths;
-use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct RetrievalArgs {
@@ -40,19 +38,7 @@ pub async fn run(args: RetrievalArgs) -> anyhow::Result<()> {
     let uploads = read_paths(&[args.docs.clone()])
         .with_context(|| format!("cannot read {}", args.docs.display()))?;
 
-    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let mut env: BTreeMap<String, String> = std::env::vars()
-        .filter(|(k, _)| {
-            k.starts_with("OPENAI_")
-                || k.starts_with("PARLEY_EMBEDDING")
-                || k.starts_with("PARLEY_CHUNK")
-        })
-        .collect();
-    env.insert("PARLEY_DATA_DIR".into(), dir.path().display().to_string());
-    env.insert("PARLEY_CONFIG".into(), "/dev/null".into());
-    let config = Config::from_sources(&env)?;
-    let store = Store::open_configured(&config, None).await?;
-    let knowledge = Knowledge::open(store.clone(), &config).await?;
+    let (_dir, store, knowledge) = temporary_knowledge().await?;
     let tenant = TenantId::default_tenant();
     let job = knowledge
         .ingest(&tenant, uploads, Vec::new(), &mut |_| {})

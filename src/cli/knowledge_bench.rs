@@ -122,16 +122,27 @@ fn percentiles(latencies: &mut [Duration]) -> String {
     )
 }
 
-pub async fn run(args: KnowledgeBenchArgs) -> anyhow::Result<()> {
+/// A knowledge base in a temporary data dir (SQLite and Qdrant Edge) with the embedding and
+/// chunking settings of the environment; it lives as long as the returned directory.
+pub async fn temporary_knowledge() -> anyhow::Result<(tempfile::TempDir, Store, Knowledge)> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let mut env: BTreeMap<String, String> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("OPENAI_") || k.starts_with("PARLEY_EMBEDDING"))
+        .filter(|(k, _)| {
+            k.starts_with("OPENAI_")
+                || k.starts_with("PARLEY_EMBEDDING")
+                || k.starts_with("PARLEY_CHUNK")
+        })
         .collect();
     env.insert("PARLEY_DATA_DIR".into(), dir.path().display().to_string());
     env.insert("PARLEY_CONFIG".into(), "/dev/null".into());
     let config = Config::from_sources(&env)?;
     let store = Store::open_configured(&config, None).await?;
     let knowledge = Knowledge::open(store.clone(), &config).await?;
+    Ok((dir, store, knowledge))
+}
+
+pub async fn run(args: KnowledgeBenchArgs) -> anyhow::Result<()> {
+    let (_dir, store, knowledge) = temporary_knowledge().await?;
     let tenant = TenantId::default_tenant();
     println!(
         "knowledge bench: {} backend, temporary data dir, {} CPUs (shared machine)",

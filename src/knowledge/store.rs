@@ -152,6 +152,11 @@ fn uuid(raw: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(raw).map_err(|_| StoreError::Corrupt(format!("`{raw}` is not a UUID")))
 }
 
+/// Ids from `RETURNING id` rows.
+fn ids(rows: &[(String,)]) -> Result<Vec<Uuid>, StoreError> {
+    rows.iter().map(|(id,)| uuid(id)).collect()
+}
+
 fn tags_of(raw: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(raw)
         .map_err(|_| StoreError::Corrupt("document tags are not a JSON array".into()))
@@ -314,10 +319,7 @@ pub async fn publish_version(
             .await?
         };
         tx.commit().await?;
-        let removed = removed
-            .iter()
-            .map(|(id,)| uuid(id))
-            .collect::<Result<_, _>>()?;
+        let removed = ids(&removed)?;
         Ok((published, removed))
     })
 }
@@ -353,7 +355,7 @@ pub async fn fail_version(
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        removed.iter().map(|(id,)| uuid(id)).collect()
+        ids(&removed)
     })
 }
 
@@ -419,12 +421,7 @@ pub async fn delete_document(
             return Ok(None);
         }
         tx.commit().await?;
-        Ok(Some(
-            removed
-                .iter()
-                .map(|(id,)| uuid(id))
-                .collect::<Result<_, _>>()?,
-        ))
+        Ok(Some(ids(&removed)?))
     })
 }
 
@@ -672,12 +669,6 @@ pub async fn recover_interrupted(
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok((
-            failed,
-            removed
-                .iter()
-                .map(|(id,)| uuid(id))
-                .collect::<Result<_, _>>()?,
-        ))
+        Ok((failed, ids(&removed)?))
     })
 }

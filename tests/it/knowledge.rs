@@ -616,3 +616,21 @@ async fn embeddings_make_search_hybrid_and_are_stored_with_the_chunks() {
     let hits = kb.search("default", "are pets allowed").await;
     assert_eq!(hits[0].section.as_deref(), Some("Are pets allowed?"));
 }
+
+#[tokio::test]
+async fn a_write_ahead_log_over_its_limit_is_reclaimed_by_rebuilding_into_a_fresh_shard() {
+    let Some(kb) = Kb::open(Db::Sqlite, &[("PARLEY_INDEX_WAL_LIMIT_BYTES", "1")]).await else {
+        return;
+    };
+    let current = || {
+        std::fs::read_to_string(kb.dir.path().join("knowledge-index/CURRENT")).unwrap()
+    };
+    let before = current();
+    kb.ingest("default", vec![upload("gym.md", "The gym opens at five.")], &[])
+        .await;
+    let after = current();
+    assert_ne!(before, after, "the job's housekeeping rebuilt the index into a new shard");
+    assert!(!kb.dir.path().join("knowledge-index").join(before.trim()).exists());
+    assert_eq!(kb.search("default", "gym").await[0].document_name, "gym.md");
+    assert_eq!(kb.knowledge.index().count().await.unwrap(), 1);
+}

@@ -431,7 +431,9 @@ fn query_request(query: &IndexQuery, has_dense: bool) -> QueryRequest {
 }
 
 fn json_path(field: &str) -> JsonPath {
-    field.parse().expect("a plain field name is a valid JSON path")
+    field
+        .parse()
+        .expect("a plain field name is a valid JSON path")
 }
 
 fn flush(shard: &EdgeShard) -> Result<(), IndexError> {
