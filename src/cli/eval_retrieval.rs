@@ -10,7 +10,6 @@ use anyhow::Context;
 
 use super::knowledge_bench::temporary_knowledge;
 use crate::domain::TenantId;
-use crate::knowledge::Knowledge;
 use crate::knowledge::eval::{RankedResult, first_relevant, read_questions, report};
 use crate::knowledge::jobs::read_paths;
 
@@ -35,7 +34,7 @@ pub async fn run(args: RetrievalArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read {}", args.questions.display()))?;
     let questions =
         read_questions(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", args.questions.display()))?;
-    let uploads = read_paths(&[args.docs.clone()])
+    let uploads = read_paths(std::slice::from_ref(&args.docs))
         .with_context(|| format!("cannot read {}", args.docs.display()))?;
 
     let (_dir, store, knowledge) = temporary_knowledge().await?;
