@@ -59,6 +59,8 @@ pub struct AppState {
     pub leads: crate::leads::Leads,
     /// The CRM outbox's delivery side.
     pub crm: crate::crm::Crm,
+    /// The knowledge base (documents, chunks, vector index, search).
+    pub knowledge: crate::knowledge::Knowledge,
     /// Wakes the sender when a worker has queued a reply.
     pub outbox_wakeup: Notify,
     /// The admin bearer token (from the environment, or generated into the data dir).
@@ -132,6 +134,16 @@ impl App {
             )
         })?;
         let store = Store::open_configured(&config, options.postgres_schema.as_deref()).await?;
+        let knowledge = crate::knowledge::Knowledge::open(store.clone(), &config).await?;
+        if config.knowledge.autoload {
+            let default_tenant = TenantId::default_tenant();
+            if let Err(err) = knowledge
+                .load_folder_at_first_start(&default_tenant, &config.knowledge_dir)
+                .await
+            {
+                tracing::warn!(error = %err, "could not load the knowledge folder");
+            }
+        }
         let memory_settings = MemorySettings::default();
         let (queue, memory, live) = match &config.redis_url {
             Some(url) => {
@@ -276,6 +288,7 @@ impl App {
             recorder,
             leads,
             crm,
+            knowledge,
             outbox_wakeup: Notify::new(),
             admin_token,
             shutdown: shutdown.clone(),

@@ -79,6 +79,8 @@ pub struct Config {
     pub leads: crate::leads::LeadsConfig,
     /// `[crm]` and the CRM adapters' variables.
     pub crm: crate::crm::CrmConfig,
+    /// The knowledge base: vector index, chunking and upload limits.
+    pub knowledge: crate::knowledge::KnowledgeSettings,
 }
 
 /// How the pipeline runs.
@@ -427,6 +429,8 @@ impl Config {
         let leads =
             crate::leads::LeadsConfig::resolve(file.leads, &var).map_err(ConfigError::new)?;
         let crm = crate::crm::CrmConfig::resolve(file.crm, &var).map_err(ConfigError::new)?;
+        let knowledge = crate::knowledge::KnowledgeSettings::from_sources(&var, file.knowledge)
+            .map_err(ConfigError::new)?;
 
         Ok(Config {
             listen,
@@ -460,6 +464,7 @@ impl Config {
             consent_key: secret("PARLEY_CONSENT_KEY").or(file.consent_key),
             leads,
             crm,
+            knowledge,
         })
     }
 
@@ -590,6 +595,7 @@ struct FileConfig {
     handoff: Option<HandoffSettings>,
     guardrails: Option<GuardrailSettings>,
     scheduling: Option<SchedulingSettings>,
+    knowledge: Option<crate::knowledge::KnowledgeFile>,
     #[serde(default)]
     tenants: BTreeMap<String, TenantFile>,
     leads: Option<crate::leads::LeadsConfig>,

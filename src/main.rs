@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use parley::app::App;
-use parley::cli::{bench, chat, eval};
+use parley::cli::{bench, chat, eval, ingest, knowledge_bench};
 use parley::config::Config;
 
 /// Parley: a conversational agent server for WhatsApp, email and web chat.
@@ -28,6 +28,10 @@ enum Command {
     Eval(eval::EvalCommand),
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Add files or folders to the knowledge base (replacing documents of the same name).
+    Ingest(ingest::IngestArgs),
+    /// Measure knowledge ingestion and search speed on a temporary knowledge base.
+    BenchKnowledge(knowledge_bench::KnowledgeBenchArgs),
 }
 
 #[tokio::main]
@@ -58,6 +62,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
         }
         Command::Chat(args) => chat::run(args).await,
+        Command::Ingest(args) => {
+            let config = Config::load()?;
+            parley::telemetry::init(config.log_format);
+            ingest::run(args).await
+        }
+        Command::BenchKnowledge(args) => knowledge_bench::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Eval(command) => {
             let prompts = std::env::var("PARLEY_PROMPTS_DIR").unwrap_or_else(|_| "prompts".into());

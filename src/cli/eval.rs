@@ -22,6 +22,9 @@ pub enum EvalCommand {
     /// Train the offline intent classifier and report accuracy, macro-F1 and out-of-scope
     /// recall and precision on a labelled test set.
     Intents(IntentsArgs),
+    /// Ingest a folder into a temporary knowledge base and report recall@1, recall@5 and MRR
+    /// on labelled questions.
+    Retrieval(super::eval_retrieval::RetrievalArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,6 +52,7 @@ pub async fn run(cmd: EvalCommand, intents_path: &Path) -> anyhow::Result<()> {
                 .await
                 .context("the evaluation task panicked")?
         }
+        EvalCommand::Retrieval(args) => super::eval_retrieval::run(args).await,
     }
 }
 

@@ -3,3 +3,6 @@
 pub mod bench;
 pub mod chat;
 pub mod eval;
+pub mod eval_retrieval;
+pub mod ingest;
+pub mod knowledge_bench;

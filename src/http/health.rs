@@ -25,10 +25,17 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let (database, queue, memory) =
-        tokio::join!(state.store.ping(), state.queue.ping(), state.memory.ping());
+    let (database, queue, memory, vectors) = tokio::join!(
+        state.store.ping(),
+        state.queue.ping(),
+        state.memory.ping(),
+        state.knowledge.ping()
+    );
     let label = |ok: bool| if ok { "ok" } else { "unavailable" };
-    let ready = database.is_ok() && queue.is_ok() && memory.is_ok();
+    let ready = database.is_ok() && queue.is_ok() && memory.is_ok() && vectors.is_ok();
+    if let Err(err) = &vectors {
+        tracing::warn!(error = %err, "readiness: vector index unavailable");
+    }
     if let Err(err) = &database {
         tracing::warn!(error = %err, "readiness: database unavailable");
     }
@@ -44,6 +51,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             "database": { "backend": state.store.backend_name(), "status": label(database.is_ok()) },
             "queue": { "backend": backend(&state), "status": label(queue.is_ok()) },
             "memory": { "backend": backend(&state), "status": label(memory.is_ok()) },
+            "vector_index": { "backend": state.knowledge.backend_name(), "status": label(vectors.is_ok()) },
         }
     });
     if let Some(waha) = super::waha::readiness(&state).await {

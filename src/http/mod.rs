@@ -10,6 +10,7 @@ mod email;
 mod handoffs;
 mod health;
 mod json;
+mod knowledge;
 mod leads;
 mod staff;
 mod twilio;
@@ -65,6 +66,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(leads::routes())
         .merge(crm::routes())
         .merge(health::routes())
+        .merge(knowledge::routes(&state))
         .with_state(state)
         .layer(
             ServiceBuilder::new()

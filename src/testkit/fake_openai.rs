@@ -1,4 +1,5 @@
-//! A local imitation of the OpenAI Chat Completions endpoint (`POST {base}/chat/completions`)
+//! A local imitation of the OpenAI Chat Completions endpoint (`POST {base}/chat/completions`) and
+//! of the embeddings endpoint (`POST {base}/embeddings`, deterministic word-hash vectors)
 //! for tests: it records every request (path, the headers that matter, JSON body) and answers
 //! from a script, so a test can assert on exactly what Parley sent and on how it copes with
 //! valid answers, malformed answers, rate limits and slowness.
@@ -182,6 +183,7 @@ async fn answer(
     let schema = body["response_format"]["json_schema"]["name"]
         .as_str()
         .map(str::to_owned);
+    let is_embeddings = method == axum::http::Method::POST && uri.path().ends_with("/embeddings");
     let reply = {
         let mut script = script.lock().unwrap_or_else(|p| p.into_inner());
         script.requests.push(RecordedRequest {
@@ -202,6 +204,9 @@ async fn answer(
                 .or_else(|| script.default_reply.clone())
         }
     };
+    if is_embeddings {
+        return embeddings(&script, &model).into_response();
+    }
     if !is_chat {
         return error(
             StatusCode::NOT_FOUND,
@@ -286,4 +291,59 @@ fn completion(content: &str, model: &str) -> Value {
         }],
         "usage": { "prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20 }
     })
+}
+
+/// The length of the fake's embedding vectors.
+pub const FAKE_EMBEDDING_DIMENSIONS: usize = 64;
+
+/// The fake's embedding of `text`: its lowercase words hashed into
+/// [`FAKE_EMBEDDING_DIMENSIONS`] buckets, normalised, so texts sharing words are close.
+pub fn fake_embedding(text: &str) -> Vec<f32> {
+    use sha2::{Digest, Sha256};
+    let mut vector = vec![0f32; FAKE_EMBEDDING_DIMENSIONS];
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        let digest = Sha256::digest(word.to_lowercase().as_bytes());
+        vector[digest[0] as usize % FAKE_EMBEDDING_DIMENSIONS] += 1.0;
+    }
+    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        vector.iter_mut().for_each(|v| *v /= norm);
+    } else {
+        vector[0] = 1.0;
+    }
+    vector
+}
+
+/// `POST /embeddings`, as OpenAI answers it: one vector per input, in input order.
+fn embeddings(script: &Shared, model: &str) -> axum::Json<Value> {
+    let body = script
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .requests
+        .last()
+        .map(|r| r.body.clone())
+        .unwrap_or(Value::Null);
+    let inputs: Vec<String> = match &body["input"] {
+        Value::String(text) => vec![text.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().unwrap_or("").to_owned())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, text)| json!({"object": "embedding", "index": i, "embedding": fake_embedding(text)}))
+        .collect();
+    let tokens: usize = inputs.iter().map(|t| t.split_whitespace().count()).sum();
+    axum::Json(json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}
+    }))
 }

@@ -127,6 +127,7 @@ pub struct TestApp {
     pub state: Arc<AppState>,
     backends: Backends,
     clock: Option<Arc<dyn Clock>>,
+    extra_env: Vec<(String, String)>,
     _dir: Option<tempfile::TempDir>,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
@@ -185,6 +186,7 @@ impl TestApp {
             ("PARLEY_DATA_DIR", data_dir.display().to_string()),
             ("PARLEY_PROMPTS_DIR", format!("{manifest}/prompts")),
             ("PARLEY_KNOWLEDGE_DIR", format!("{manifest}/knowledge")),
+            ("PARLEY_KNOWLEDGE_AUTOLOAD", "false".to_owned()),
             ("PARLEY_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
             ("PARLEY_WORKERS", "4".to_owned()),
             ("WHATSAPP_APP_SECRET", APP_SECRET.to_owned()),
@@ -251,6 +253,7 @@ impl TestApp {
             backends: spawn.backends,
             clock: spawn.clock,
             state,
+            extra_env: spawn.extra_env,
             _dir: dir,
             shutdown,
             handle: Some(handle),
@@ -258,7 +261,7 @@ impl TestApp {
     }
 
     /// Aborts the server and its tasks at once, as a crash would, then starts a new one on the
-    /// same data (same data dir, schema and prefix) and the same fake Graph API.
+    /// same data (same data dir, schema and prefix), settings and fake Graph API.
     pub async fn crash_and_restart(mut self, background_tasks: bool) -> Self {
         if let Some(handle) = self.handle.take() {
             handle.abort();
@@ -267,8 +270,8 @@ impl TestApp {
         let spawn = Spawn {
             backends: self.backends.clone(),
             background_tasks,
-            extra_env: Vec::new(),
             clock: self.clock.clone(),
+            extra_env: self.extra_env.clone(),
         };
         let dir = self._dir.take();
         let fakes = self.fakes.clone();
