@@ -44,6 +44,8 @@ pub struct AppState {
     pub live: LiveEvents,
     pub intents: IntentDetector,
     pub replies: ReplyBook,
+    /// The OpenAI-compatible model, when `OPENAI_API_KEY` is set.
+    pub llm: Option<LlmClient>,
     /// The specialist agents from `prompts/agents/`.
     pub agents: crate::agents::AgentRegistry,
     pub whatsapp: WhatsAppClient,
@@ -253,7 +255,7 @@ impl App {
             config: Arc::new(config.leads.clone()),
             crm: crm.clone(),
             mx,
-            llm,
+            llm: llm.clone(),
         };
         let twilio = crate::channels::twilio::TwilioClient::new(&config.twilio.api_base);
         let smtp = config
@@ -279,6 +281,7 @@ impl App {
             intents,
             replies,
             agents,
+            llm: llm.clone(),
             whatsapp,
             twilio,
             smtp,

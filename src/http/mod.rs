@@ -99,6 +99,9 @@ pub fn message_json(record: &MessageRecord) -> Value {
         "error_code": record.error_code,
         "purpose": record.purpose,
         "gate_reason": record.gate_reason,
+        "agent": record.agent,
+        "confidence_factors": record.confidence_factors.as_deref().and_then(|f| serde_json::from_str::<Value>(f).ok()),
+        "sources": record.sources.as_deref().and_then(|f| serde_json::from_str::<Value>(f).ok()),
         "created_at": rfc3339(record.created_at),
         "updated_at": rfc3339(record.updated_at),
     })

@@ -9,8 +9,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::agents::ReplyContext;
+use crate::agents::brain::Evidence;
+use crate::agents::guardrails::GuardrailSettings;
 use crate::agents::handoff::{self, HandoffReason};
-use crate::agents::scheduling;
+use crate::agents::{AgentSpec, answer, llm_answer, router, scheduling};
 use crate::app::AppState;
 use crate::channels::whatsapp::split_message;
 use crate::consent::{
@@ -23,7 +25,7 @@ use crate::domain::{
 use crate::llm::IntentPrediction;
 use crate::memory::{Turn, TurnRole};
 use crate::store::{
-    Completion, ConversationRecord, LedgerEntry, MessageRecord, NewReply, PendingInbound,
+    AgentMeta, Completion, ConversationRecord, LedgerEntry, MessageRecord, NewReply, PendingInbound,
 };
 use serde_json::json;
 
@@ -220,6 +222,7 @@ async fn decide(
         replies: Vec::new(),
         consent: None,
         handoff: None,
+        agent: None,
     };
     match command {
         Some(ConsentCommand::OptOut { how, matched }) => {
@@ -330,6 +333,23 @@ async fn decide(
         completion.replies = replies(state, conversation, message, false, Purpose::Reply, &told);
         return Ok(completion);
     }
+    if let (Some(text), Some(prediction)) = (text, prediction.as_ref())
+        && let Some(agent) = prediction
+            .intent
+            .as_deref()
+            .and_then(|intent| state.agents.for_intent(intent))
+    {
+        return agent_answer(
+            state,
+            conversation,
+            message,
+            text,
+            prediction,
+            agent,
+            completion,
+        )
+        .await;
+    }
     let business = policy.business.as_str();
     let context = ReplyContext {
         business,
@@ -355,6 +375,153 @@ async fn decide(
         },
     };
     completion.replies = replies(state, conversation, message, false, Purpose::Reply, &reply);
+    Ok(completion)
+}
+
+/// Passages retrieved per question.
+const PASSAGES: usize = 5;
+
+/// A specialist agent answers from the knowledge base (the model when one is configured, the
+/// offline brain otherwise or when the model fails), or hands the conversation to a person when the
+/// question is complex or the answer's confidence is below the agent's threshold.
+async fn agent_answer(
+    state: &AppState,
+    conversation: &ConversationRecord,
+    message: &PendingInbound,
+    text: &str,
+    prediction: &IntentPrediction,
+    agent: &AgentSpec,
+    mut completion: Completion,
+) -> anyhow::Result<Completion> {
+    let tenant = &conversation.tenant;
+    completion.intent = prediction.intent.clone();
+    completion.confidence = Some(f64::from(prediction.confidence));
+    let several = router::distinct_intents(&state.intents, text);
+    let passages: Vec<Evidence> = match state
+        .knowledge
+        .search(tenant, text, &agent.knowledge_tags, PASSAGES)
+        .await
+    {
+        Ok(found) => found
+            .into_iter()
+            .map(|p| Evidence {
+                id: p.chunk_id.to_string(),
+                text: p.text,
+                score: p.score,
+                document: p.document_name,
+                section: p.section,
+            })
+            .collect(),
+        Err(err) => {
+            tracing::warn!(conversation.id = %conversation.id, error = %err, "knowledge search failed; answering without passages");
+            Vec::new()
+        }
+    };
+    let default_guardrails = GuardrailSettings::default();
+    let tenant_config = state.config.tenant(tenant);
+    let guardrails = tenant_config.map_or(&default_guardrails, |t| &t.guardrails);
+    let business = state.consent.policy(tenant).business.clone();
+    let reply = match &state.llm {
+        Some(llm) => {
+            let recent = state
+                .memory
+                .recent(conversation.id)
+                .await
+                .unwrap_or_default();
+            match llm_answer::llm_reply(
+                llm,
+                agent,
+                &business,
+                text,
+                prediction.confidence,
+                &recent,
+                &passages,
+                guardrails,
+            )
+            .await
+            {
+                Ok((reply, usage)) => {
+                    let day = jiff::Timestamp::from_millisecond(state.clock.now_ms())
+                        .map(|t| t.strftime("%Y-%m-%d").to_string())
+                        .unwrap_or_default();
+                    if let Err(err) = state
+                        .store
+                        .record_llm_usage(
+                            tenant,
+                            &day,
+                            "agent_answer",
+                            usage.prompt_tokens,
+                            usage.completion_tokens,
+                        )
+                        .await
+                    {
+                        tracing::warn!(error = %err, "could not record token usage");
+                    }
+                    reply
+                }
+                Err(err) => {
+                    tracing::warn!(conversation.id = %conversation.id, error = %err, "the model did not answer; the offline brain answers");
+                    answer::offline_reply(agent, text, prediction.confidence, &passages, guardrails)
+                }
+            }
+        }
+        None => answer::offline_reply(agent, text, prediction.confidence, &passages, guardrails),
+    };
+    let sources: Vec<serde_json::Value> = passages
+        .iter()
+        .filter(|p| reply.cited.contains(&p.id))
+        .map(
+            |p| json!({"id": p.id, "document": p.document, "section": p.section, "score": p.score}),
+        )
+        .collect();
+    let found: Vec<serde_json::Value> = passages
+        .iter()
+        .map(|p| json!({"id": p.id, "document": p.document, "section": p.section, "score": p.score, "text": p.text}))
+        .collect();
+    let factors = serde_json::to_value(reply.factors).unwrap_or_default();
+    completion.agent = Some(AgentMeta {
+        agent: agent.name.clone(),
+        factors: factors.clone(),
+        sources: serde_json::Value::Array(sources),
+    });
+    let reason = if several.len() >= 2 {
+        Some((
+            HandoffReason::MultiIntent,
+            Some(several.into_iter().collect::<Vec<_>>().join(", ")),
+        ))
+    } else if reply.hand_off {
+        Some((
+            HandoffReason::LowConfidence,
+            Some(format!("confidence {:.2}", reply.factors.confidence)),
+        ))
+    } else {
+        None
+    };
+    if let Some((reason, detail)) = reason {
+        let context = json!({
+            "reason": reason.as_str(),
+            "agent": agent.name,
+            "intent": prediction.intent,
+            "confidence_factors": factors,
+            "last_message": text,
+            "passages": found,
+            "draft_answer": reply.text,
+        });
+        let (handoff, told) = handoff::plan(state, conversation, reason, detail, context).await?;
+        completion.confidence = Some(f64::from(reply.factors.confidence));
+        completion.handoff = Some(handoff);
+        completion.replies = replies(state, conversation, message, false, Purpose::Reply, &told);
+        return Ok(completion);
+    }
+    completion.confidence = Some(f64::from(reply.factors.confidence));
+    completion.replies = replies(
+        state,
+        conversation,
+        message,
+        false,
+        Purpose::Reply,
+        &reply.text,
+    );
     Ok(completion)
 }
 
@@ -603,6 +770,9 @@ fn records_of(
         error_code: None,
         purpose: None,
         gate_reason: None,
+        agent: None,
+        confidence_factors: None,
+        sources: None,
         created_at: message.recorded_at_ms,
         updated_at: now,
     };
@@ -626,6 +796,9 @@ fn records_of(
         error_code: None,
         purpose: Some(reply.purpose.as_str().to_owned()),
         gate_reason: None,
+        agent: completion.agent.as_ref().map(|a| a.agent.clone()),
+        confidence_factors: completion.agent.as_ref().map(|a| a.factors.to_string()),
+        sources: completion.agent.as_ref().map(|a| a.sources.to_string()),
         created_at: now,
         updated_at: now,
     });

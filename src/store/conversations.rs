@@ -5,7 +5,7 @@ use super::{ConversationRecord, MessageRecord, Store, StoreError, on_pool};
 use crate::domain::{ConversationId, MessageId, TenantId};
 
 const CONVERSATION_COLUMNS: &str = "c.id, c.tenant_id, c.contact_id, c.channel, c.state, ct.address, ct.display_name, c.created_at, c.updated_at";
-const MESSAGE_COLUMNS: &str = "id, conversation_id, direction, author, kind, body, status, intent, confidence, error_code, purpose, gate_reason, created_at, updated_at";
+const MESSAGE_COLUMNS: &str = "id, conversation_id, direction, author, kind, body, status, intent, confidence, error_code, purpose, gate_reason, agent, confidence_factors, sources, created_at, updated_at";
 
 impl Store {
     /// One conversation with its contact.

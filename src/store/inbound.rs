@@ -82,6 +82,18 @@ pub struct Completion {
     pub consent: Option<LedgerEntry>,
     /// The bot steps aside: a person takes the conversation.
     pub handoff: Option<crate::store::NewHandoff>,
+    /// Which agent answered, with its confidence factors and sources (JSON), for the replies.
+    pub agent: Option<AgentMeta>,
+}
+
+/// What an agent adds to its replies' records.
+#[derive(Debug, Clone)]
+pub struct AgentMeta {
+    pub agent: String,
+    /// `{"classifier","retrieval","grounded","confidence"}`.
+    pub factors: serde_json::Value,
+    /// `[{"id","document","section","page"}]`.
+    pub sources: serde_json::Value,
 }
 
 struct Prepared<'a> {
@@ -320,7 +332,7 @@ impl Store {
             }
             if !replies.is_empty() {
                 let mut insert = QueryBuilder::<Db>::new(
-                    "INSERT INTO messages (id, tenant_id, conversation_id, channel, direction, author, kind, address, body, content, sent_at, intent, confidence, in_reply_to, part, purpose, gate_reason, error_detail, status, status_rank, attempts, next_attempt_at, created_at, updated_at) ",
+                    "INSERT INTO messages (id, tenant_id, conversation_id, channel, direction, author, kind, address, body, content, sent_at, intent, confidence, in_reply_to, part, purpose, gate_reason, error_detail, agent, confidence_factors, sources, status, status_rank, attempts, next_attempt_at, created_at, updated_at) ",
                 );
                 insert.push_values(&replies, |mut row, (part, reply, content)| {
                     let status = if reply.blocked.is_some() {
@@ -346,6 +358,9 @@ impl Store {
                         .push_bind(reply.purpose.as_str())
                         .push_bind(reply.blocked.map(GateReason::as_str))
                         .push_bind(reply.blocked.map(GateReason::explain))
+                        .push_bind(completion.agent.as_ref().map(|a| a.agent.as_str()))
+                        .push_bind(completion.agent.as_ref().map(|a| a.factors.to_string()))
+                        .push_bind(completion.agent.as_ref().map(|a| a.sources.to_string()))
                         .push_bind(status.as_str())
                         .push_bind(status.rank() as i32)
                         .push_bind(0_i32)

@@ -31,7 +31,7 @@ pub use channels::{EmailRecord, SessionState};
 pub use consent::{ConsentExportRow, ContactRecord, GateFactsRow, NewOutbound};
 pub(crate) use handoffs::insert_handoff;
 pub use handoffs::{ClaimOutcome, HandoffRecord, NewHandoff};
-pub use inbound::{Completion, Inserted, LedgerEntry, NewReply, RecordOutcome};
+pub use inbound::{AgentMeta, Completion, Inserted, LedgerEntry, NewReply, RecordOutcome};
 pub use outbox::{OutboundJob, SendFailure};
 pub use records::{ConversationRecord, MessageRecord, PendingInbound};
 pub use staff::StaffRecord;

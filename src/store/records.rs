@@ -131,6 +131,10 @@ pub struct MessageRecord {
     pub purpose: Option<String>,
     /// Outbound: why the consent gate refused or deferred it.
     pub gate_reason: Option<String>,
+    /// Bot replies: the agent that answered, its confidence factors and sources (JSON).
+    pub agent: Option<String>,
+    pub confidence_factors: Option<String>,
+    pub sources: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -149,6 +153,9 @@ pub(super) struct MessageRow {
     error_code: Option<i64>,
     purpose: Option<String>,
     gate_reason: Option<String>,
+    agent: Option<String>,
+    confidence_factors: Option<String>,
+    sources: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
@@ -178,6 +185,9 @@ impl TryFrom<MessageRow> for MessageRecord {
             error_code: row.error_code,
             purpose: row.purpose,
             gate_reason: row.gate_reason,
+            agent: row.agent,
+            confidence_factors: row.confidence_factors,
+            sources: row.sources,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })

@@ -95,6 +95,7 @@ fn reply(text: &str) -> Completion {
         }],
         consent: None,
         handoff: None,
+        agent: None,
     }
 }
 
