@@ -37,10 +37,11 @@ CREATE TABLE knowledge_chunks (
     -- the dense embedding (little-endian f32s) when an embedding model is configured
     embedding     BYTEA,
     created_at    BIGINT NOT NULL,
-    -- identical chunks of one document version are stored once
+    -- identical chunks of one document version are stored once; also the index for a
+    -- document's chunks. Searches look chunks up by id (the primary key): an index leading with
+    -- tenant_id would tempt the planner into scanning a tenant's chunks instead.
     UNIQUE (document_id, version, content_hash)
 );
-CREATE INDEX knowledge_chunks_by_tenant ON knowledge_chunks (tenant_id, document_id, version);
 
 CREATE TABLE knowledge_jobs (
     id            TEXT PRIMARY KEY,

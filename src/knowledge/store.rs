@@ -425,7 +425,9 @@ pub async fn delete_document(
     })
 }
 
-/// The live chunks among `ids` that belong to `tenant`, in no particular order.
+/// The live chunks among `ids` that belong to `tenant`, in no particular order. `CROSS JOIN`
+/// makes SQLite look the chunks up by id first (left to itself it walks every live chunk of each
+/// document); PostgreSQL plans it like any join.
 pub async fn passages(
     store: &Store,
     tenant: &str,
@@ -436,8 +438,9 @@ pub async fn passages(
     }
     let sql = format!(
         "SELECT c.id, c.text, c.section, c.page, d.id, d.name, c.content_hash
-         FROM knowledge_chunks c JOIN knowledge_documents d ON d.id = c.document_id
-         WHERE c.tenant_id = $1 AND d.tenant_id = $1 AND c.version = d.version AND c.id IN ({})",
+         FROM knowledge_chunks c CROSS JOIN knowledge_documents d
+         WHERE d.id = c.document_id AND c.tenant_id = $1 AND d.tenant_id = $1
+           AND c.version = d.version AND c.id IN ({})",
         placeholders(2, ids.len())
     );
     type Row = (
