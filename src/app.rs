@@ -139,11 +139,26 @@ impl App {
         let knowledge = crate::knowledge::Knowledge::open(store.clone(), &config).await?;
         if config.knowledge.autoload {
             let default_tenant = TenantId::default_tenant();
-            if let Err(err) = knowledge
+            match knowledge
                 .load_folder_at_first_start(&default_tenant, &config.knowledge_dir)
                 .await
             {
-                tracing::warn!(error = %err, "could not load the knowledge folder");
+                // The demo documents are small: the first prospect should find them loaded.
+                Ok(Some(job)) => {
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+                    while tokio::time::Instant::now() < deadline {
+                        match knowledge.job(&default_tenant, job).await {
+                            Ok(record)
+                                if record.status == "running" || record.status == "pending" =>
+                            {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                            _ => break,
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(err) => tracing::warn!(error = %err, "could not load the knowledge folder"),
             }
         }
         let memory_settings = MemorySettings::default();

@@ -30,13 +30,101 @@ pub struct Answer {
 }
 
 const STOPWORDS: &[&str] = &[
-    "a", "an", "the", "is", "are", "was", "were", "be", "been", "do", "does", "did", "what",
-    "whats", "which", "who", "whom", "how", "when", "where", "why", "can", "could", "would",
-    "should", "will", "shall", "may", "might", "i", "me", "my", "we", "our", "you", "your", "it",
-    "its", "this", "that", "these", "those", "there", "here", "of", "in", "on", "at", "to", "for",
-    "from", "by", "with", "about", "and", "or", "but", "if", "so", "any", "some", "please", "tell",
-    "know", "want", "like", "need", "get", "have", "has", "had", "much", "many", "there", "hi",
-    "hello", "also", "just", "up", "out", "as", "into", "than", "then", "them", "they", "us",
+    "a",
+    "an",
+    "the",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "been",
+    "do",
+    "does",
+    "did",
+    "what",
+    "whats",
+    "which",
+    "who",
+    "whom",
+    "how",
+    "when",
+    "where",
+    "why",
+    "can",
+    "could",
+    "would",
+    "should",
+    "will",
+    "shall",
+    "may",
+    "might",
+    "i",
+    "me",
+    "my",
+    "we",
+    "our",
+    "you",
+    "your",
+    "it",
+    "its",
+    "this",
+    "that",
+    "these",
+    "those",
+    "there",
+    "here",
+    "of",
+    "in",
+    "on",
+    "at",
+    "to",
+    "for",
+    "from",
+    "by",
+    "with",
+    "about",
+    "and",
+    "or",
+    "but",
+    "if",
+    "so",
+    "any",
+    "some",
+    "please",
+    "tell",
+    "know",
+    "want",
+    "like",
+    "need",
+    "get",
+    "have",
+    "has",
+    "had",
+    "much",
+    "many",
+    "there",
+    "hi",
+    "hello",
+    "also",
+    "just",
+    "up",
+    "out",
+    "as",
+    "into",
+    "than",
+    "then",
+    "them",
+    "they",
+    "us",
+    "flat",
+    "apartment",
+    "home",
+    "unit",
+    "house",
+    "property",
+    "place",
+    "one",
 ];
 
 const MONEY_WORDS: &[&str] = &[
@@ -55,8 +143,28 @@ const TIME_WORDS: &[&str] = &[
 
 /// The content words of a text, lightly stemmed (plural `s` dropped).
 pub fn content_words(text: &str) -> Vec<String> {
-    normalise(text)
-        .split(' ')
+    // "2 BHK" is one thing: joined, so the 2 never matches the 2 of "₹2.05 Cr".
+    let normalised = normalise(text);
+    let raw: Vec<&str> = normalised.split(' ').collect();
+    let mut joined: Vec<String> = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let unit = raw.get(i + 1).copied();
+        let is_rooms = matches!(
+            unit,
+            Some("bhk" | "bedroom" | "bedrooms" | "bed" | "beds" | "br")
+        );
+        if !raw[i].is_empty() && raw[i].chars().all(|c| c.is_ascii_digit()) && is_rooms {
+            joined.push(format!("{}bhk", raw[i]));
+            i += 2;
+        } else {
+            joined.push(raw[i].to_owned());
+            i += 1;
+        }
+    }
+    joined
+        .iter()
+        .map(String::as_str)
         .filter(|w| !w.is_empty() && !STOPWORDS.contains(w))
         .map(|w| {
             if w.len() > 3 && w.ends_with('s') && !w.ends_with("ss") {
@@ -65,6 +173,7 @@ pub fn content_words(text: &str) -> Vec<String> {
                 w.to_owned()
             }
         })
+        .filter(|w| !STOPWORDS.contains(&w.as_str()))
         .collect()
 }
 
@@ -197,9 +306,14 @@ pub fn extract_answer(
                 score += 1.0;
             }
             score -= 0.1 * *rank as f32;
+            // A figure answers the question's money or time word.
+            let answered_by_figure = |q: &str| {
+                (MONEY_WORDS.contains(&q) && has_amount(sentence))
+                    || (TIME_WORDS.contains(&q) && has_date(sentence))
+            };
             let covered: BTreeSet<String> = question_words
                 .iter()
-                .filter(|q| words.contains(*q) || context.contains(*q))
+                .filter(|q| words.contains(*q) || context.contains(*q) || answered_by_figure(q))
                 .cloned()
                 .collect();
             Some((score, *rank, *position, sentence.clone(), covered))
@@ -299,7 +413,7 @@ mod tests {
         assert_eq!(content_words("What are the amenities?"), ["amenitie"]);
         assert_eq!(
             content_words("How much do 3 BHK flats cost"),
-            ["3", "bhk", "flat", "cost"]
+            ["3bhk", "cost"]
         );
     }
 }

@@ -186,7 +186,7 @@ impl TestApp {
             ("PARLEY_DATA_DIR", data_dir.display().to_string()),
             ("PARLEY_PROMPTS_DIR", format!("{manifest}/prompts")),
             ("PARLEY_KNOWLEDGE_DIR", format!("{manifest}/knowledge")),
-            ("PARLEY_KNOWLEDGE_AUTOLOAD", "false".to_owned()),
+            ("PARLEY_KNOWLEDGE_AUTOLOAD", "true".to_owned()),
             ("PARLEY_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
             ("PARLEY_WORKERS", "4".to_owned()),
             ("WHATSAPP_APP_SECRET", APP_SECRET.to_owned()),

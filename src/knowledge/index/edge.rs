@@ -67,8 +67,23 @@ struct Inner {
 
 #[derive(Debug)]
 struct Live {
-    shard: EdgeShard,
+    /// Dropping an `EdgeShard` flushes it and panics if that fails (qdrant-edge 0.7.2); `Drop`
+    /// below only lets that happen while its directory still exists.
+    shard: std::mem::ManuallyDrop<EdgeShard>,
     dir: PathBuf,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if self.dir.exists() {
+            // SAFETY: `shard` is never used again; this is the only place it is dropped.
+            unsafe { std::mem::ManuallyDrop::drop(&mut self.shard) };
+        } else {
+            // The files are gone (a deleted data directory): flushing would panic, and there is
+            // nothing left to flush to. The shard's memory is released with the process.
+            tracing::warn!(dir = %self.dir.display(), "knowledge index directory vanished; not flushing");
+        }
+    }
 }
 
 impl EdgeIndex {
@@ -102,7 +117,10 @@ impl EdgeIndex {
             match EdgeShard::load(&dir, None) {
                 Ok(shard) if matches_config(&shard, dense_dimensions) => {
                     fresh = false;
-                    live = Some(Live { shard, dir });
+                    live = Some(Live {
+                        shard: std::mem::ManuallyDrop::new(shard),
+                        dir,
+                    });
                 }
                 Ok(_) => {
                     tracing::warn!("the knowledge index was made for other vectors; rebuilding it");
@@ -315,7 +333,10 @@ fn create_shard(root: &Path, dense_dimensions: Option<usize>) -> Result<Live, In
             .map_err(IndexError::backend)?;
     }
     flush(&shard)?;
-    Ok(Live { shard, dir })
+    Ok(Live {
+        shard: std::mem::ManuallyDrop::new(shard),
+        dir,
+    })
 }
 
 fn write_points(shard: &EdgeShard, points: Vec<IndexPoint>) -> Result<(), IndexError> {
