@@ -302,8 +302,14 @@ pub fn extract_answer(
                     .iter()
                     .filter(|q| context.contains(*q) && !words.contains(*q))
                     .count() as f32;
-            if (wants_money && has_amount(sentence)) || (wants_time && has_date(sentence)) {
-                score += 1.0;
+            // A price question is answered by an amount, a "when" question by a date: a
+            // sentence without one answers something else, however many words it shares.
+            let has_figure =
+                (wants_money && has_amount(sentence)) || (wants_time && has_date(sentence));
+            if has_figure {
+                score += 1.5;
+            } else if wants_money || wants_time {
+                score *= 0.5;
             }
             score -= 0.1 * *rank as f32;
             // A figure answers the question's money or time word.
