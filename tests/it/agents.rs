@@ -2,40 +2,10 @@
 //! offer and the prospect's pick recorded as a visit request.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use parley::domain::{Channel, ConversationId, ManualClock, TenantId};
 
 use crate::harness::{Backends, Spawn, TestApp, whatsapp_texts};
-
-fn sends_to(app: &TestApp, wa_id: &str) -> Vec<String> {
-    app.graph
-        .sent_messages()
-        .into_iter()
-        .filter(|r| r.body["to"] == wa_id)
-        .map(|r| {
-            r.body["text"]["body"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .collect()
-}
-
-async fn wait_for_sends(app: &TestApp, wa_id: &str, n: usize) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let sends = sends_to(app, wa_id);
-        if sends.len() >= n {
-            return sends;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {wa_id}: {sends:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 #[tokio::test]
 async fn the_scheduling_agent_offers_slots_and_records_the_pick() {
@@ -58,11 +28,11 @@ async fn the_scheduling_agent_offers_slots_and_records_the_pick() {
         }
     };
     post("wamid.visit.1", "I want to book a site visit").await;
-    let sends = wait_for_sends(&app, wa, 1).await;
+    let sends = app.wait_for_texts_to(wa, 1).await;
     assert!(sends[0].contains("1) Mon 23 Nov, 11:00"), "{sends:?}");
     assert!(sends[0].contains("2) Mon 23 Nov, 15:00"), "{sends:?}");
     post("wamid.visit.2", "2").await;
-    let sends = wait_for_sends(&app, wa, 2).await;
+    let sends = app.wait_for_texts_to(wa, 2).await;
     assert!(
         sends[1].contains("requested a site visit on Mon 23 Nov, 15:00"),
         "{sends:?}"
@@ -130,7 +100,7 @@ async fn the_model_answers_with_citations_of_retrieved_passages_only() {
         ))
         .await;
     assert_eq!(response.status(), 200);
-    let sends = wait_for_sends(&app, wa, 1).await;
+    let sends = app.wait_for_texts_to(wa, 1).await;
     // Citing nothing is ungrounded: a person takes over, and the prompt framed passages as data.
     assert!(sends[0].contains("in the queue"), "{sends:?}");
     let requests = agent_requests(&fake);
@@ -170,7 +140,7 @@ async fn the_model_answers_with_citations_of_retrieved_passages_only() {
         )],
     ))
     .await;
-    let sends = wait_for_sends(&app, wa2, 1).await;
+    let sends = app.wait_for_texts_to(wa2, 1).await;
     assert!(
         sends[0].starts_with("A 2 BHK at Skyline Meadows starts at ₹1.12 Cr."),
         "{sends:?}"
@@ -213,7 +183,7 @@ async fn the_model_answers_with_citations_of_retrieved_passages_only() {
         )],
     ))
     .await;
-    let sends = wait_for_sends(&app, wa3, 1).await;
+    let sends = app.wait_for_texts_to(wa3, 1).await;
     assert!(
         sends[0].contains("in the queue") && !sends[0].contains("₹9 Cr"),
         "{sends:?}"
@@ -234,7 +204,7 @@ async fn a_malformed_model_answer_falls_back_to_the_offline_brain() {
         )],
     ))
     .await;
-    let sends = wait_for_sends(&app, wa, 1).await;
+    let sends = app.wait_for_texts_to(wa, 1).await;
     assert!(
         sends[0].contains("₹1.12 Cr"),
         "the offline answer: {sends:?}"

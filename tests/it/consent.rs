@@ -27,33 +27,8 @@ fn ms(iso: &str) -> i64 {
     iso.parse::<jiff::Timestamp>().unwrap().as_millisecond()
 }
 
-/// Sends (not mark-reads) the fake Graph API received for one recipient.
-fn sends_to(app: &TestApp, wa_id: &str) -> Vec<Value> {
-    app.graph
-        .sent_messages()
-        .into_iter()
-        .filter(|r| r.body["to"] == wa_id)
-        .map(|r| r.body)
-        .collect()
-}
-
 fn text_of(send: &Value) -> &str {
     send["text"]["body"].as_str().unwrap_or_default()
-}
-
-async fn wait_for_sends(app: &TestApp, wa_id: &str, n: usize) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let sends = sends_to(app, wa_id);
-        if sends.len() >= n {
-            return sends;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {n} sends to {wa_id}; have {sends:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// Waits until `n` inbound messages of the conversation are handled, then a little longer so
@@ -123,10 +98,10 @@ async fn stop_confirms_once_and_silences_every_sender_until_start(backends: Back
     let conversation = whatsapp_conversation(wa);
 
     say(&app, wa, "wamid.stop.1", "Hello").await;
-    wait_for_sends(&app, wa, 1).await;
+    app.wait_for_sends_to(wa, 1).await;
 
     say(&app, wa, "wamid.stop.2", "STOP").await;
-    let sends = wait_for_sends(&app, wa, 2).await;
+    let sends = app.wait_for_sends_to(wa, 2).await;
     let confirmation = text_of(&sends[1]);
     assert!(confirmation.contains("unsubscribed"), "{confirmation}");
     assert!(
@@ -155,7 +130,7 @@ async fn stop_confirms_once_and_silences_every_sender_until_start(backends: Back
     assert_eq!(status, 409, "{refused}");
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(
-        sends_to(&app, wa).len(),
+        app.sends_to(wa).len(),
         2,
         "one confirmation and nothing else"
     );
@@ -180,10 +155,10 @@ async fn stop_confirms_once_and_silences_every_sender_until_start(backends: Back
     );
 
     say(&app, wa, "wamid.stop.5", "START").await;
-    let sends = wait_for_sends(&app, wa, 3).await;
+    let sends = app.wait_for_sends_to(wa, 3).await;
     assert!(text_of(&sends[2]).contains("subscribed"), "{:?}", sends[2]);
     say(&app, wa, "wamid.stop.6", "What is the price of a 3 BHK?").await;
-    wait_for_sends(&app, wa, 4).await;
+    app.wait_for_sends_to(wa, 4).await;
     let state = consent(&app, &contact).await;
     assert_eq!(state["state"], "opted_in");
     assert_eq!(
@@ -255,7 +230,7 @@ async fn erasing_a_contact_keeps_the_opt_out(backends: Backends) {
     let wa = "919800000301";
     let conversation = whatsapp_conversation(wa);
     say(&app, wa, "wamid.erase.1", "UNSUBSCRIBE").await;
-    wait_for_sends(&app, wa, 1).await;
+    app.wait_for_sends_to(wa, 1).await;
     let contact = contact_of(wa);
     let response = app
         .http
@@ -286,11 +261,7 @@ async fn erasing_a_contact_keeps_the_opt_out(backends: Backends) {
     // They write again: a new contact row with the same id, still opted out, and no reply.
     say(&app, wa, "wamid.erase.2", "Hello again").await;
     wait_processed(&app, &conversation, 1).await;
-    assert_eq!(
-        sends_to(&app, wa).len(),
-        1,
-        "only the original confirmation"
-    );
+    assert_eq!(app.sends_to(wa).len(), 1, "only the original confirmation");
     let again = app
         .http
         .delete(app.url(&format!("/api/v1/contacts/{}", contact_of("919800000399"))))
@@ -309,7 +280,7 @@ async fn near_misses_are_answered_and_plain_requests_opt_out() {
     say(&app, wa, "wamid.near.1", "Stop by the office tomorrow?").await;
     say(&app, wa, "wamid.near.2", "When does the launch offer end?").await;
     wait_processed(&app, &conversation, 2).await;
-    let sends = wait_for_sends(&app, wa, 2).await;
+    let sends = app.wait_for_sends_to(wa, 2).await;
     assert!(
         sends.iter().all(|s| !text_of(s).contains("unsubscribed")),
         "{sends:#?}"
@@ -317,7 +288,7 @@ async fn near_misses_are_answered_and_plain_requests_opt_out() {
     let state = consent(&app, &contact_of(wa)).await;
     assert_eq!(state["state"], "no_record");
     say(&app, wa, "wamid.near.3", "Don't text me again").await;
-    let sends = wait_for_sends(&app, wa, 3).await;
+    let sends = app.wait_for_sends_to(wa, 3).await;
     assert!(text_of(&sends[2]).contains("unsubscribed"));
     let state = consent(&app, &contact_of(wa)).await;
     assert_eq!(state["state"], "opted_out");
@@ -328,7 +299,7 @@ async fn help_is_answered_and_recorded() {
     let app = TestApp::embedded().await;
     let wa = "919800000501";
     say(&app, wa, "wamid.help.1", "HELP").await;
-    let sends = wait_for_sends(&app, wa, 1).await;
+    let sends = app.wait_for_sends_to(wa, 1).await;
     assert!(text_of(&sends[0]).contains("Reply STOP"), "{:?}", sends[0]);
     let state = consent(&app, &contact_of(wa)).await;
     assert_eq!(actions(&state), [("help".to_owned(), "keyword".to_owned())]);
@@ -341,7 +312,7 @@ async fn consent_from_another_source_is_recorded_with_its_proof() {
     let wa = "919800000601";
     let conversation = whatsapp_conversation(wa);
     say(&app, wa, "wamid.api.1", "Hi").await;
-    wait_for_sends(&app, wa, 1).await;
+    app.wait_for_sends_to(wa, 1).await;
     let contact = contact_of(wa);
     let path = format!("/api/v1/contacts/{contact}/consent");
     let (status, body) =
@@ -371,7 +342,7 @@ async fn consent_from_another_source_is_recorded_with_its_proof() {
     say(&app, wa, "wamid.api.2", "Hi again, any offers?").await;
     wait_processed(&app, &conversation, 2).await;
     assert_eq!(
-        sends_to(&app, wa).len(),
+        app.sends_to(wa).len(),
         1,
         "no reply after the recorded opt-out"
     );
@@ -452,14 +423,14 @@ async fn the_24_hour_window_needs_a_template_and_caps_hold_proactive_messages() 
     let conversation = whatsapp_conversation(wa);
     let path = format!("/api/v1/conversations/{conversation}/messages");
     say(&app, wa, "wamid.window.1", "Hi").await;
-    wait_for_sends(&app, wa, 1).await;
+    app.wait_for_sends_to(wa, 1).await;
 
     // Within the window a staff reply is a reply: sent at once.
     let (status, body) =
         post_json(&app, &path, json!({"text": "Hello from Priya at Skyline"})).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["purpose"], "reply");
-    wait_for_sends(&app, wa, 2).await;
+    app.wait_for_sends_to(wa, 2).await;
 
     clock.advance_ms(25 * 60 * 60 * 1000);
     let (status, body) = post_json(&app, &path, json!({"text": "Are you still interested?"})).await;
@@ -482,7 +453,7 @@ async fn the_24_hour_window_needs_a_template_and_caps_hold_proactive_messages() 
     .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["purpose"], "proactive");
-    let sends = wait_for_sends(&app, wa, 3).await;
+    let sends = app.wait_for_sends_to(wa, 3).await;
     assert_eq!(sends[2]["type"], "template");
     assert_eq!(sends[2]["template"]["name"], "visit_reminder");
     assert_eq!(sends[2]["template"]["language"]["code"], "en");
@@ -508,7 +479,7 @@ async fn the_24_hour_window_needs_a_template_and_caps_hold_proactive_messages() 
     )
     .await;
     assert_eq!(status, 202, "a week later the cap has room again: {body}");
-    wait_for_sends(&app, wa, 4).await;
+    app.wait_for_sends_to(wa, 4).await;
 }
 
 #[tokio::test]
@@ -528,8 +499,8 @@ async fn quiet_hours_defer_proactive_messages_in_the_contacts_time_zone() {
     .await;
     say(&app, uk, "wamid.quiet.2", "Hi, what projects do you have?").await;
     // Replies to a message just sent are never held by quiet hours.
-    wait_for_sends(&app, india, 1).await;
-    wait_for_sends(&app, uk, 1).await;
+    app.wait_for_sends_to(india, 1).await;
+    app.wait_for_sends_to(uk, 1).await;
 
     let follow_up = json!({"text": "Our new tower launches this weekend", "proactive": true});
     let (status, body) = post_json(
@@ -559,12 +530,12 @@ async fn quiet_hours_defer_proactive_messages_in_the_contacts_time_zone() {
     .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["status"], "queued");
-    wait_for_sends(&app, uk, 2).await;
+    app.wait_for_sends_to(uk, 2).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(sends_to(&app, india).len(), 1, "held through the night");
+    assert_eq!(app.sends_to(india).len(), 1, "held through the night");
 
     clock.set_ms(ms("2026-11-23T03:31:00Z"));
-    let sends = wait_for_sends(&app, india, 2).await;
+    let sends = app.wait_for_sends_to(india, 2).await;
     assert_eq!(text_of(&sends[1]), "Our new tower launches this weekend");
 
     // A contact's own time zone wins over the one its number suggests.

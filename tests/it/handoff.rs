@@ -18,35 +18,6 @@ on_both_backends!(
     two_claims_race_and_one_wins,
 );
 
-fn sends_to(app: &TestApp, wa_id: &str) -> Vec<String> {
-    app.graph
-        .sent_messages()
-        .into_iter()
-        .filter(|r| r.body["to"] == wa_id)
-        .map(|r| {
-            r.body["text"]["body"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .collect()
-}
-
-async fn wait_for_sends(app: &TestApp, wa_id: &str, n: usize) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let sends = sends_to(app, wa_id);
-        if sends.len() >= n {
-            return sends;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {n} sends to {wa_id}; have {sends:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 async fn say(app: &TestApp, wa_id: &str, wamid: &str, text: &str) {
     let response = app
         .post_whatsapp(&whatsapp_texts(wa_id, &[(wamid, text)]))
@@ -119,7 +90,7 @@ async fn a_request_for_a_person_is_queued_claimed_answered_and_released(backends
     let wa = "919800001001";
     let conversation = whatsapp_conversation(wa);
     say(&app, wa, "wamid.h.1", "Can I talk to a human please?").await;
-    let sends = wait_for_sends(&app, wa, 1).await;
+    let sends = app.wait_for_texts_to(wa, 1).await;
     assert!(sends[0].contains("number 1 in the queue"), "{sends:?}");
 
     let handoffs = wait_for_handoffs(&app, &token, 1).await;
@@ -140,7 +111,7 @@ async fn a_request_for_a_person_is_queued_claimed_answered_and_released(backends
     )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(sends_to(&app, wa).len(), 1);
+    assert_eq!(app.texts_sent_to(wa).len(), 1);
 
     // Replying before claiming is refused; claiming works; the reply reaches the prospect.
     let path = format!("/api/v1/handoffs/{id}");
@@ -167,7 +138,7 @@ async fn a_request_for_a_person_is_queued_claimed_answered_and_released(backends
     )
     .await;
     assert_eq!(status, 202, "{body}");
-    let sends = wait_for_sends(&app, wa, 2).await;
+    let sends = app.wait_for_texts_to(wa, 2).await;
     assert_eq!(
         sends[1],
         "Hello, this is Priya. A 3 BHK at Skyline Meadows starts at 1.58 Cr."
@@ -196,7 +167,7 @@ async fn a_request_for_a_person_is_queued_claimed_answered_and_released(backends
         "What amenities does Skyline Heights have?",
     )
     .await;
-    wait_for_sends(&app, wa, 3).await;
+    app.wait_for_texts_to(wa, 3).await;
     let (_, body) = call(&app, "GET", "/api/v1/handoffs", &token, None).await;
     assert!(body["handoffs"].as_array().unwrap().is_empty());
 }
@@ -331,11 +302,11 @@ async fn frustration_and_unplaceable_messages_hand_off_and_positions_are_told() 
         "This is useless, nobody answers properly",
     )
     .await;
-    wait_for_sends(&app, "919800001201", 1).await;
+    app.wait_for_texts_to("919800001201", 1).await;
     say(&app, "919800001202", "wamid.q.2", "qwxz plmokn zzzt vvbq").await;
-    wait_for_sends(&app, "919800001202", 1).await;
+    app.wait_for_texts_to("919800001202", 1).await;
     say(&app, "919800001203", "wamid.q.3", "connect me to an agent").await;
-    let third = wait_for_sends(&app, "919800001203", 1).await;
+    let third = app.wait_for_texts_to("919800001203", 1).await;
     assert!(third[0].contains("number 3 in the queue"), "{third:?}");
     let handoffs = wait_for_handoffs(&app, &token, 3).await;
     let reasons: Vec<&str> = handoffs
@@ -362,9 +333,9 @@ async fn frustration_and_unplaceable_messages_hand_off_and_positions_are_told() 
     )
     .await;
     assert_eq!(status, 200);
-    let third = wait_for_sends(&app, "919800001203", 2).await;
+    let third = app.wait_for_texts_to("919800001203", 2).await;
     assert!(third[1].contains("number 2 in the queue"), "{third:?}");
-    let second = wait_for_sends(&app, "919800001202", 2).await;
+    let second = app.wait_for_texts_to("919800001202", 2).await;
     assert!(second[1].contains("number 1 in the queue"), "{second:?}");
 }
 
@@ -400,20 +371,20 @@ async fn an_unclaimed_handoff_is_escalated_after_its_sla_and_the_prospect_told()
         "please have a sales person call me",
     )
     .await;
-    wait_for_sends(&app, wa, 1).await;
+    app.wait_for_texts_to(wa, 1).await;
     let handoffs = wait_for_handoffs(&app, &token, 1).await;
     assert_eq!(handoffs[0]["escalated"], false);
     assert_eq!(handoffs[0]["sla_due_at"], "2026-11-23T04:35:00Z");
     clock.advance_ms(4 * 60_000);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(sends_to(&app, wa).len(), 1, "not yet due");
+    assert_eq!(app.texts_sent_to(wa).len(), 1, "not yet due");
     clock.advance_ms(2 * 60_000);
-    let sends = wait_for_sends(&app, wa, 2).await;
+    let sends = app.wait_for_texts_to(wa, 2).await;
     assert!(sends[1].contains("Sorry for the wait"), "{sends:?}");
     let handoffs = wait_for_handoffs(&app, &token, 1).await;
     assert_eq!(handoffs[0]["escalated"], true);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(sends_to(&app, wa).len(), 2, "escalated once");
+    assert_eq!(app.texts_sent_to(wa).len(), 2, "escalated once");
     // The inbox stream saw it open and escalate.
     use futures::StreamExt;
     let mut seen = String::new();
@@ -441,7 +412,7 @@ async fn after_hours_the_prospect_is_told_when_to_expect_an_answer() {
         TestApp::start(Spawn::new(Backends::Embedded).with_clock(Arc::new(clock.clone()))).await;
     let wa = "919800001401";
     say(&app, wa, "wamid.after.1", "can i talk to a human").await;
-    let sends = wait_for_sends(&app, wa, 1).await;
+    let sends = app.wait_for_texts_to(wa, 1).await;
     assert!(sends[0].contains("at 09:00 on Monday"), "{sends:?}");
     let (_, body) = call(&app, "GET", "/api/v1/handoffs", ADMIN_TOKEN, None).await;
     assert_eq!(body["handoffs"][0]["sla_due_at"], "2026-11-23T03:35:00Z");
@@ -467,7 +438,7 @@ async fn a_handoff_alerts_slack_and_the_signed_webhook_without_personal_data() {
         "I need to speak with the manager",
     )
     .await;
-    wait_for_sends(&app, wa, 1).await;
+    app.wait_for_texts_to(wa, 1).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let (slack, hook) = loop {
         let slack: Vec<_> = crm

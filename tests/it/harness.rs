@@ -338,6 +338,46 @@ impl TestApp {
         response.text().await.unwrap()
     }
 
+    /// The sends (not mark-reads) the fake Graph API received for one recipient, as JSON bodies.
+    pub fn sends_to(&self, wa_id: &str) -> Vec<Value> {
+        self.graph
+            .sent_messages()
+            .into_iter()
+            .filter(|r| r.body["to"] == wa_id)
+            .map(|r| r.body)
+            .collect()
+    }
+
+    /// The text of each send to one recipient (empty for templates).
+    pub fn texts_sent_to(&self, wa_id: &str) -> Vec<String> {
+        self.sends_to(wa_id)
+            .iter()
+            .map(|b| b["text"]["body"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// Waits until at least `n` sends reached one recipient; panics after 20 seconds.
+    pub async fn wait_for_sends_to(&self, wa_id: &str, n: usize) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let sends = self.sends_to(wa_id);
+            if sends.len() >= n {
+                return sends;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {n} sends to {wa_id}; have {sends:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// `wait_for_sends_to`, as texts.
+    pub async fn wait_for_texts_to(&self, wa_id: &str, n: usize) -> Vec<String> {
+        self.wait_for_sends_to(wa_id, n).await;
+        self.texts_sent_to(wa_id)
+    }
+
     /// The messages of a conversation, as staff see them.
     pub async fn messages(&self, conversation: &str) -> Vec<Value> {
         let body = self
