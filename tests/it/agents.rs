@@ -211,3 +211,40 @@ async fn a_malformed_model_answer_falls_back_to_the_offline_brain() {
     );
     assert_eq!(agent_requests(&fake).len(), 1, "the model was asked once");
 }
+
+#[tokio::test]
+async fn a_model_slower_than_its_timeout_falls_back_to_the_offline_brain() {
+    use parley::testkit::fake_openai::ScriptedReply;
+    let (app, fake) = with_model().await;
+    fake.set_reply_for_schema(
+        "agent_answer",
+        ScriptedReply::delayed(
+            std::time::Duration::from_secs(5),
+            ScriptedReply::json(
+                serde_json::json!({"answer": "late", "citations": [], "answerable": true}),
+            ),
+        ),
+    );
+    let wa = "919800002300";
+    app.post_whatsapp(&whatsapp_texts(
+        wa,
+        &[(
+            "wamid.t.0",
+            "What is the price of a 2 BHK at Skyline Meadows?",
+        )],
+    ))
+    .await;
+    let sends = app.wait_for_texts_to(wa, 1).await;
+    assert!(sends[0].contains("₹1.12 Cr"), "{sends:?}");
+    let wa2 = "919800002301";
+    app.post_whatsapp(&whatsapp_texts(
+        wa2,
+        &[(
+            "wamid.t.1",
+            "What is the price of a 2 BHK at Skyline Meadows?",
+        )],
+    ))
+    .await;
+    let sends = app.wait_for_texts_to(wa2, 1).await;
+    assert!(sends[0].contains("₹1.12 Cr"), "{sends:?}");
+}
