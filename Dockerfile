@@ -30,7 +30,7 @@ RUN cargo build --release --locked --bin parley \
 FROM debian:bookworm-slim
 
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates tzdata \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 parley \
     && useradd --system --uid 10001 --gid parley --home-dir /app --shell /usr/sbin/nologin parley \
