@@ -70,7 +70,20 @@ async fn consent_of(
     if contact.is_none() && history.is_empty() {
         return Err(AppError::not_found("no such contact"));
     }
-    let current = state.consent.current(&tenant, id).await?;
+    // The current state comes from the same read as the history, so the two always agree (an
+    // event appended between two reads could otherwise show in one and not the other).
+    let mut latest: std::collections::BTreeMap<&str, (ConsentAction, i64)> = Default::default();
+    for event in &history {
+        if let Some(action @ (ConsentAction::OptIn | ConsentAction::OptOut)) =
+            ConsentAction::parse(&event.action)
+        {
+            latest.insert(event.channel.as_str(), (action, event.created_at));
+        }
+    }
+    let current: Vec<(String, ConsentAction, i64)> = latest
+        .into_iter()
+        .map(|(channel, (action, since))| (channel.to_owned(), action, since))
+        .collect();
     let state_on = |channel: &str| {
         current
             .iter()
