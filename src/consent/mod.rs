@@ -180,17 +180,6 @@ impl Consent {
             .await
     }
 
-    /// Current consent per channel (channels with no opt-in or opt-out are absent).
-    pub async fn current(
-        &self,
-        tenant: &TenantId,
-        contact: ContactId,
-    ) -> Result<Vec<(String, ConsentAction, i64)>, StoreError> {
-        self.store
-            .consent_current(tenant, &self.subject(tenant, contact))
-            .await
-    }
-
     /// The gate: loads what is known about the recipient and decides. Every outbound message
     /// passes here when it is queued and again right before the provider call.
     pub async fn gate(

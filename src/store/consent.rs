@@ -129,6 +129,24 @@ struct ExportRow {
     created_at: i64,
 }
 
+/// What erasing a contact deletes before the contact row, children before parents; each
+/// statement takes the contact id as `$1`.
+const ERASURE: &[&str] = &[
+    "DELETE FROM delivery_receipts WHERE provider_message_id IN (
+         SELECT m.provider_message_id FROM messages m JOIN conversations c ON c.id = m.conversation_id
+         WHERE c.contact_id = $1 AND m.direction = 'outbound' AND m.provider_message_id IS NOT NULL)",
+    "DELETE FROM lead_history WHERE lead_id IN (SELECT id FROM leads WHERE contact_id = $1)",
+    "DELETE FROM crm_outbox WHERE lead_id IN (SELECT id FROM leads WHERE contact_id = $1)",
+    "DELETE FROM crm_mappings WHERE lead_id IN (SELECT id FROM leads WHERE contact_id = $1)",
+    "DELETE FROM leads WHERE contact_id = $1",
+    "DELETE FROM visit_requests WHERE conversation_id IN (SELECT id FROM conversations WHERE contact_id = $1)",
+    "DELETE FROM handoffs WHERE conversation_id IN (SELECT id FROM conversations WHERE contact_id = $1)",
+    "DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE contact_id = $1)",
+    "DELETE FROM email_messages WHERE conversation_id IN (SELECT id FROM conversations WHERE contact_id = $1)",
+    "DELETE FROM conversations WHERE contact_id = $1",
+    "DELETE FROM consent_subjects WHERE contact_id = $1",
+];
+
 impl Store {
     /// The value of a generated secret, creating it with `generated` the first time. Every
     /// replica reads the same value.
@@ -215,27 +233,6 @@ impl Store {
                 created_at: r.created_at,
             })
             .collect())
-    }
-
-    /// Current consent per channel of a subject, from the `consent_current` view.
-    pub async fn consent_current(
-        &self,
-        tenant: &TenantId,
-        subject: &str,
-    ) -> Result<Vec<(String, ConsentAction, i64)>, StoreError> {
-        let rows: Vec<(String, String, i64)> = on_pool!(self, |pool, Db| {
-            sqlx::query_as(
-                "SELECT channel, state, since FROM consent_current
-                 WHERE tenant_id = $1 AND subject = $2 ORDER BY channel",
-            )
-            .bind(tenant.as_str())
-            .bind(subject)
-            .fetch_all(pool)
-            .await?
-        });
-        rows.into_iter()
-            .map(|(channel, state, since)| Ok((channel, parse_action(&state)?, since)))
-            .collect()
     }
 
     /// Ledger events recorded at or after `since`, oldest first, for audits.
@@ -481,58 +478,9 @@ impl Store {
                     .bind(&id)
                     .fetch_all(&mut *tx)
                     .await?;
-            sqlx::query(
-                "DELETE FROM delivery_receipts WHERE provider_message_id IN (
-                     SELECT m.provider_message_id FROM messages m JOIN conversations c ON c.id = m.conversation_id
-                     WHERE c.contact_id = $1 AND m.direction = 'outbound' AND m.provider_message_id IS NOT NULL)",
-            )
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-            for lead_table in ["lead_history", "crm_outbox", "crm_mappings"] {
-                sqlx::query(&format!(
-                    "DELETE FROM {lead_table} WHERE lead_id IN (SELECT id FROM leads WHERE contact_id = $1)"
-                ))
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
+            for statement in ERASURE {
+                sqlx::query(statement).bind(&id).execute(&mut *tx).await?;
             }
-            sqlx::query("DELETE FROM leads WHERE contact_id = $1")
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "DELETE FROM visit_requests WHERE conversation_id IN (SELECT id FROM conversations WHERE contact_id = $1)",
-            )
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "DELETE FROM handoffs WHERE conversation_id IN (SELECT id FROM conversations WHERE contact_id = $1)",
-            )
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE contact_id = $1)",
-            )
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "DELETE FROM email_messages WHERE conversation_id IN (SELECT id FROM conversations WHERE contact_id = $1)",
-            )
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM conversations WHERE contact_id = $1")
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM consent_subjects WHERE contact_id = $1")
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
             let removed = sqlx::query("DELETE FROM contacts WHERE id = $1")
                 .bind(&id)
                 .execute(&mut *tx)
