@@ -18,6 +18,7 @@ mod waha;
 mod web;
 mod webhook;
 mod whatsapp;
+mod widget;
 
 use std::sync::Arc;
 
@@ -59,6 +60,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(waha::routes(&state))
         .merge(email::routes(&state))
         .merge(web::routes())
+        .merge(widget::routes())
         .merge(conversations::routes())
         .merge(consent::routes())
         .merge(handoffs::routes())
