@@ -119,18 +119,26 @@ async fn bot_answer_on_whatsapp(app: &TestApp) -> String {
 }
 
 async fn visitor_conversation(browser: &Browser) -> String {
-    let stored: Value = browser
-        .client
-        .execute(
-            "return JSON.parse(localStorage.getItem('parley.widget.default') || '{}')",
-            vec![],
-        )
-        .await
-        .expect("local storage readable");
-    stored["conversationId"]
-        .as_str()
-        .expect("the widget remembers its conversation")
-        .to_owned()
+    // The widget stores the id when the server has answered the first message: wait for it.
+    let deadline = tokio::time::Instant::now() + crate::browser::PATIENCE;
+    loop {
+        let stored: Value = browser
+            .client
+            .execute(
+                "return JSON.parse(localStorage.getItem('parley.widget.default') || '{}')",
+                vec![],
+            )
+            .await
+            .expect("local storage readable");
+        if let Some(id) = stored["conversationId"].as_str() {
+            return id.to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the widget never remembered its conversation"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
