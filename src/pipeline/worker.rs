@@ -298,22 +298,12 @@ async fn decide(
         && let Some(told) = schedule_pick(state, conversation, message, text).await?
     {
         completion.intent = Some("scheduling".to_owned());
+        completion.agent = scheduling_agent(state, None);
         completion.replies = replies(state, conversation, message, false, Purpose::Reply, &told);
         return Ok(completion);
     }
-    if let Some(prediction) = prediction.as_ref()
-        && prediction.intent.as_deref() == Some("scheduling")
-        && let Some(agent) = state.agents.for_intent("scheduling")
-        && agent.tools.iter().any(|t| t == "schedule_visit")
-        && let Some(offer) = offer_slots(state, conversation).await
-    {
-        completion.intent = Some("scheduling".to_owned());
-        completion.confidence = Some(f64::from(prediction.confidence));
-        completion.replies = replies(state, conversation, message, false, Purpose::Reply, &offer);
-        return Ok(completion);
-    }
     if let (Some(text), Some(prediction)) = (text, prediction.as_ref())
-        && let Some(reason) = handoff_reason(state, conversation, text, prediction).await
+        && let Some((reason, detail)) = handoff_reason(state, conversation, text, prediction).await
     {
         let context = json!({
             "reason": reason.as_str(),
@@ -321,7 +311,7 @@ async fn decide(
             "confidence": prediction.confidence,
             "last_message": text,
         });
-        let (handoff, told) = handoff::plan(state, conversation, reason, None, context).await?;
+        let (handoff, told) = handoff::plan(state, conversation, reason, detail, context).await?;
         completion.intent = Some(
             prediction
                 .intent
@@ -334,10 +324,26 @@ async fn decide(
         return Ok(completion);
     }
     if let (Some(text), Some(prediction)) = (text, prediction.as_ref())
-        && let Some(agent) = prediction
-            .intent
-            .as_deref()
-            .and_then(|intent| state.agents.for_intent(intent))
+        && prediction.intent.as_deref() == Some("scheduling")
+        && scheduling::asks_to_book(text)
+        && let Some(agent) = state.agents.for_intent("scheduling")
+        && agent.tools.iter().any(|t| t == "schedule_visit")
+        && let Some(offer) = offer_slots(state, conversation).await
+    {
+        completion.intent = Some("scheduling".to_owned());
+        completion.confidence = Some(f64::from(prediction.confidence));
+        completion.agent = scheduling_agent(state, Some(prediction.confidence));
+        completion.replies = replies(state, conversation, message, false, Purpose::Reply, &offer);
+        return Ok(completion);
+    }
+    // The agent serving the intent; a message the classifier could not place goes to the
+    // general agent (the one serving `other`), which answers only what the documents clearly
+    // answer and hands off otherwise.
+    if let (Some(text), Some(prediction)) = (text, prediction.as_ref())
+        && let Some(agent) = match prediction.intent.as_deref() {
+            Some(intent) => state.agents.for_intent(intent),
+            None => state.agents.for_intent(FALLBACK_INTENT),
+        }
     {
         return agent_answer(
             state,
@@ -394,9 +400,13 @@ async fn agent_answer(
     mut completion: Completion,
 ) -> anyhow::Result<Completion> {
     let tenant = &conversation.tenant;
-    completion.intent = prediction.intent.clone();
+    completion.intent = Some(
+        prediction
+            .intent
+            .clone()
+            .unwrap_or_else(|| "abstain".to_owned()),
+    );
     completion.confidence = Some(f64::from(prediction.confidence));
-    let several = router::distinct_intents(&state.intents, text);
     let passages: Vec<Evidence> = match state
         .knowledge
         .search(tenant, text, &agent.knowledge_tags, PASSAGES)
@@ -484,12 +494,7 @@ async fn agent_answer(
         factors: factors.clone(),
         sources: serde_json::Value::Array(sources),
     });
-    let reason = if several.len() >= 2 {
-        Some((
-            HandoffReason::MultiIntent,
-            Some(several.into_iter().collect::<Vec<_>>().join(", ")),
-        ))
-    } else if reply.hand_off {
+    let reason = if reply.hand_off {
         Some((
             HandoffReason::LowConfidence,
             Some(format!("confidence {:.2}", reply.factors.confidence)),
@@ -612,16 +617,30 @@ async fn schedule_pick(
     )))
 }
 
-/// Whether the bot should step aside for this message, and why: an explicit ask for a person,
-/// anger or repeated frustration, or a message the classifier could not place.
+/// The intent whose agent answers messages the classifier could not place.
+const FALLBACK_INTENT: &str = "other";
+
+/// The scheduling agent's record on a reply it made with its tool (an offer, a booking).
+fn scheduling_agent(state: &AppState, classifier: Option<f32>) -> Option<AgentMeta> {
+    let agent = state.agents.for_intent("scheduling")?;
+    Some(AgentMeta {
+        agent: agent.name.clone(),
+        factors: json!({"classifier": classifier, "tool": "schedule_visit"}),
+        sources: json!([]),
+    })
+}
+
+/// Whether the bot should step aside for this message, and why (with a detail for staff): an
+/// explicit ask for a person, anger or repeated frustration, several questions for different
+/// agents at once, or a message the classifier could not place when no agent takes those.
 async fn handoff_reason(
     state: &AppState,
     conversation: &ConversationRecord,
     text: &str,
     prediction: &IntentPrediction,
-) -> Option<HandoffReason> {
+) -> Option<(HandoffReason, Option<String>)> {
     if prediction.intent.as_deref() == Some("human_request") || handoff::asks_for_a_person(text) {
-        return Some(HandoffReason::ExplicitRequest);
+        return Some((HandoffReason::ExplicitRequest, None));
     }
     let upset = handoff::upset_level(text);
     if upset > 0 {
@@ -640,11 +659,18 @@ async fn handoff_reason(
             .filter(|t| t.role == TurnRole::Prospect)
             .map(|t| t.text.as_str());
         if handoff::is_frustrated(text, earlier_texts) {
-            return Some(HandoffReason::Frustration);
+            return Some((HandoffReason::Frustration, None));
         }
     }
-    if prediction.intent.is_none() {
-        return Some(HandoffReason::LowConfidence);
+    let several = router::distinct_intents(&state.intents, text);
+    if several.len() >= 2 {
+        return Some((
+            HandoffReason::MultiIntent,
+            Some(several.into_iter().collect::<Vec<_>>().join(", ")),
+        ));
+    }
+    if prediction.intent.is_none() && state.agents.for_intent(FALLBACK_INTENT).is_none() {
+        return Some((HandoffReason::LowConfidence, None));
     }
     None
 }

@@ -10,6 +10,7 @@ mod consent;
 mod consent_ledger;
 mod consent_property;
 mod email;
+mod eval_agents;
 mod gateway;
 mod handoff;
 mod harness;
