@@ -205,6 +205,7 @@ impl App {
                 chat_model: config.llm.chat_model.clone(),
                 timeout: config.llm.timeout,
             })
+            .with_cooldown(config.llm.cooldown)
         });
         let intents = IntentDetector::new(classifier, &catalog, llm.clone());
         let agents = crate::agents::AgentRegistry::load(&config.prompts_dir.join("agents"))

@@ -115,6 +115,9 @@ pub struct LlmConfig {
     pub embedding_model: Option<String>,
     /// `PARLEY_LLM_TIMEOUT_MS`: beyond it the offline brain answers that message.
     pub timeout: Duration,
+    /// `PARLEY_LLM_COOLDOWN_MS`: after a timeout, rate limit or server error the model is not
+    /// asked for this long (the offline brain answers at once); 0 turns it off.
+    pub cooldown: Duration,
 }
 
 /// WhatsApp Cloud API settings shared by every tenant (one Meta app).
@@ -270,6 +273,12 @@ impl Config {
                 var("PARLEY_LLM_TIMEOUT_MS"),
                 llm_file.timeout_ms,
                 8_000,
+            )?),
+            cooldown: Duration::from_millis(parse_number(
+                "PARLEY_LLM_COOLDOWN_MS",
+                var("PARLEY_LLM_COOLDOWN_MS"),
+                llm_file.cooldown_ms,
+                30_000,
             )?),
         };
         if let Some(base) = &llm.base_url {
@@ -637,6 +646,7 @@ struct LlmFile {
     chat_model: Option<String>,
     embedding_model: Option<String>,
     timeout_ms: Option<u64>,
+    cooldown_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

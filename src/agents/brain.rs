@@ -308,7 +308,8 @@ pub fn extract_answer(
         for (position, sentence) in split_sentences(&passage.text).into_iter().enumerate() {
             let words: BTreeSet<String> = content_words(&sentence).into_iter().collect();
             // A table's header row names what its rows hold: context too.
-            let table_header = sentence.contains('|') && !sentence.chars().any(|c| c.is_ascii_digit());
+            let table_header =
+                sentence.contains('|') && !sentence.chars().any(|c| c.is_ascii_digit());
             if sentence.ends_with('?') || table_header {
                 // A question in a passage (an FAQ's) is what the next sentences answer.
                 context.extend(words);
@@ -467,7 +468,10 @@ mod tests {
     #[test]
     fn content_words_drop_stopwords_and_plurals() {
         assert_eq!(content_words("What are the amenities?"), ["amen"]);
-        assert_eq!(content_words("Where is it located?"), content_words("location"));
+        assert_eq!(
+            content_words("Where is it located?"),
+            content_words("location")
+        );
         assert_eq!(
             content_words("How much do 3 BHK flats cost"),
             ["3bhk", "cost"]

@@ -280,12 +280,18 @@ impl EvalRig {
         let empty_config = dir.path().join("parley.toml");
         std::fs::write(&empty_config, "").context("cannot write a temporary parley.toml")?;
         let mut vars: BTreeMap<String, String> = [
-            ("PARLEY_DATA_DIR", dir.path().join("data").display().to_string()),
+            (
+                "PARLEY_DATA_DIR",
+                dir.path().join("data").display().to_string(),
+            ),
             ("PARLEY_PROMPTS_DIR", "prompts".to_owned()),
             ("PARLEY_KNOWLEDGE_DIR", "knowledge".to_owned()),
             ("PARLEY_KNOWLEDGE_AUTOLOAD", "true".to_owned()),
             ("PARLEY_CONFIG", empty_config.display().to_string()),
-            ("PARLEY_ADMIN_TOKEN", uuid::Uuid::new_v4().simple().to_string()),
+            (
+                "PARLEY_ADMIN_TOKEN",
+                uuid::Uuid::new_v4().simple().to_string(),
+            ),
             ("PARLEY_LEADS_MX_CHECK", "false".to_owned()),
             ("PARLEY_LISTEN", "127.0.0.1:0".to_owned()),
         ]
@@ -366,7 +372,9 @@ impl EvalRig {
                 Ok(outcome) => {
                     if let Some(expect) = expect {
                         failures.extend(
-                            check(expect, &outcome).into_iter().map(|f| format!("turn {}: {f}", i + 1)),
+                            check(expect, &outcome)
+                                .into_iter()
+                                .map(|f| format!("turn {}: {f}", i + 1)),
                         );
                     }
                     if outcome.handoff.is_some() {
@@ -420,7 +428,10 @@ impl EvalRig {
             referral: None,
         };
         // The web channel's own entry point (what `POST /api/v1/web/messages` calls).
-        self.state.recorder.record(vec![message], Vec::new()).await?;
+        self.state
+            .recorder
+            .record(vec![message], Vec::new())
+            .await?;
         let deadline = tokio::time::Instant::now() + TURN_TIMEOUT;
         loop {
             if store.pending_inbound(conversation, 1).await?.is_empty() {
@@ -573,7 +584,9 @@ mod tests {
         );
         assert!(parse_scenarios("scenarios: []").is_err());
         assert!(parse_scenarios("scenarios:\n  - name: a\n    turns: []\n").is_err());
-        assert!(parse_scenarios("scenarios:\n  - name: a\n    turns: [{say: x, sya: y}]\n").is_err());
+        assert!(
+            parse_scenarios("scenarios:\n  - name: a\n    turns: [{say: x, sya: y}]\n").is_err()
+        );
     }
 
     #[test]
@@ -599,6 +612,11 @@ mod tests {
             reason: Some("low_confidence".into()),
             facts: vec!["June 2028".into()],
         };
-        assert_eq!(check(&bad, &outcome).len(), 4, "{:?}", check(&bad, &outcome));
+        assert_eq!(
+            check(&bad, &outcome).len(),
+            4,
+            "{:?}",
+            check(&bad, &outcome)
+        );
     }
 }

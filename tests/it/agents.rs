@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use parley::domain::{Channel, ConversationId, ManualClock, TenantId};
 
-use crate::harness::{Backends, Spawn, TestApp, whatsapp_texts};
+use crate::harness::{Backends, Spawn, TestApp, on_both_backends, whatsapp_texts};
 
 #[tokio::test]
 async fn the_scheduling_agent_offers_slots_and_records_the_pick() {
@@ -51,6 +51,11 @@ async fn the_scheduling_agent_offers_slots_and_records_the_pick() {
 
 /// Starts the app with the fake OpenAI-compatible server answering intents as `pricing`.
 async fn with_model() -> (TestApp, parley::testkit::fake_openai::FakeOpenAi) {
+    with_model_on(Backends::Embedded).await
+}
+
+/// `with_model`, on the given backends.
+async fn with_model_on(backends: Backends) -> (TestApp, parley::testkit::fake_openai::FakeOpenAi) {
     use parley::testkit::fake_openai::{FakeOpenAi, ScriptedReply};
     let fake = FakeOpenAi::start().await;
     fake.set_reply_for_schema(
@@ -61,7 +66,7 @@ async fn with_model() -> (TestApp, parley::testkit::fake_openai::FakeOpenAi) {
     );
     fake.set_reply_for_schema("lead_facts", ScriptedReply::json(serde_json::json!({})));
     let app = TestApp::start(
-        Spawn::new(Backends::Embedded)
+        Spawn::new(backends)
             .with_env("OPENAI_API_KEY", "sk-test")
             .with_env("OPENAI_BASE_URL", &fake.base_url())
             .with_env("PARLEY_LLM_TIMEOUT_MS", "1500"),
@@ -247,4 +252,139 @@ async fn a_model_slower_than_its_timeout_falls_back_to_the_offline_brain() {
     .await;
     let sends = app.wait_for_texts_to(wa2, 1).await;
     assert!(sends[0].contains("₹1.12 Cr"), "{sends:?}");
+}
+
+on_both_backends!(
+    a_malformed_answer_then_a_model_that_times_out_each_fall_back_to_the_offline_brain_promptly
+);
+
+/// The regression: a malformed answer in one conversation, then a model that stops answering.
+/// Each of the next message's model calls (intent, answer) used to wait out its own timeout, so
+/// the second prospect waited twice the default 8 s timeout (and more under load) and every one
+/// after them as long. Now the first timeout rests the model and the rest of that message, and
+/// the next messages, fall back at once.
+async fn a_malformed_answer_then_a_model_that_times_out_each_fall_back_to_the_offline_brain_promptly(
+    backends: Backends,
+) {
+    use parley::testkit::fake_openai::{FakeOpenAi, ScriptedReply};
+    use std::time::{Duration, Instant};
+    let fake = FakeOpenAi::start().await;
+    fake.set_reply_for_schema("lead_facts", ScriptedReply::json(serde_json::json!({})));
+    fake.set_reply_for_schema(
+        "intent_classification",
+        ScriptedReply::json(
+            serde_json::json!({"intent": "pricing", "confidence": 0.95, "entities": {}}),
+        ),
+    );
+    fake.set_reply_for_schema("agent_answer", ScriptedReply::content("{\"answer\": "));
+    // The default timeout (8 s), as in production.
+    let app = TestApp::start(
+        Spawn::new(backends)
+            .with_env("OPENAI_API_KEY", "sk-test")
+            .with_env("OPENAI_BASE_URL", &fake.base_url()),
+    )
+    .await;
+    let question = "What is the price of a 2 BHK at Skyline Meadows?";
+    let ask = |wa: &'static str, wamid: &'static str| {
+        let app = &app;
+        async move {
+            let started = Instant::now();
+            app.post_whatsapp(&whatsapp_texts(wa, &[(wamid, question)]))
+                .await;
+            let sends = app.wait_for_texts_to(wa, 1).await;
+            assert!(
+                sends[0].contains("₹1.12 Cr"),
+                "the offline answer: {sends:?}"
+            );
+            started.elapsed()
+        }
+    };
+    let took = ask("919800002400", "wamid.mr.0").await;
+    assert!(took < Duration::from_secs(3), "malformed: {took:?}");
+
+    let silent = ScriptedReply::delayed(
+        Duration::from_secs(60),
+        ScriptedReply::json(serde_json::json!({})),
+    );
+    for schema in ["intent_classification", "agent_answer", "lead_facts"] {
+        fake.set_reply_for_schema(schema, silent.clone());
+    }
+    let took = ask("919800002401", "wamid.mr.1").await;
+    assert!(
+        took < Duration::from_secs(11),
+        "one timeout at most, not one per call: {took:?}"
+    );
+    let asked_before = fake.requests().len();
+    let took = ask("919800002402", "wamid.mr.2").await;
+    assert!(took < Duration::from_secs(3), "the model rests: {took:?}");
+    assert_eq!(
+        fake.requests().len(),
+        asked_before,
+        "a resting model is not asked"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limited_model_rests_for_its_cool_down_then_answers_again() {
+    use parley::testkit::fake_openai::{FakeOpenAi, ScriptedReply};
+    use std::time::{Duration, Instant};
+    let fake = FakeOpenAi::start().await;
+    fake.set_reply_for_schema("lead_facts", ScriptedReply::json(serde_json::json!({})));
+    fake.set_reply_for_schema(
+        "intent_classification",
+        ScriptedReply::RateLimited {
+            retry_after_secs: 60,
+        },
+    );
+    let app = TestApp::start(
+        Spawn::new(Backends::Embedded)
+            .with_env("OPENAI_API_KEY", "sk-test")
+            .with_env("OPENAI_BASE_URL", &fake.base_url())
+            .with_env("PARLEY_LLM_COOLDOWN_MS", "1500"),
+    )
+    .await;
+    let question = "What is the price of a 2 BHK at Skyline Meadows?";
+    let started = Instant::now();
+    app.post_whatsapp(&whatsapp_texts("919800002500", &[("wamid.rl.0", question)]))
+        .await;
+    let sends = app.wait_for_texts_to("919800002500", 1).await;
+    assert!(sends[0].contains("₹1.12 Cr"), "{sends:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let agent_requests = |fake: &FakeOpenAi| {
+        fake.requests()
+            .iter()
+            .filter(|r| r.body["response_format"]["json_schema"]["name"] == "agent_answer")
+            .count()
+    };
+    assert_eq!(
+        agent_requests(&fake),
+        0,
+        "rate limited: the answer is not asked of the model"
+    );
+
+    // After the cool-down the model is asked again, and its grounded answer is used.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    fake.set_reply_for_schema(
+        "intent_classification",
+        ScriptedReply::json(
+            serde_json::json!({"intent": "pricing", "confidence": 0.95, "entities": {}}),
+        ),
+    );
+    fake.set_responder_for_schema("agent_answer", |body| {
+        let user = body["messages"][1]["content"].as_str().unwrap_or("");
+        let id = user
+            .split("<passage id=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("");
+        ScriptedReply::json(serde_json::json!({
+            "answer": "From the model: a 2 BHK starts at ₹1.12 Cr.",
+            "citations": [id],
+            "answerable": true
+        }))
+    });
+    app.post_whatsapp(&whatsapp_texts("919800002501", &[("wamid.rl.1", question)]))
+        .await;
+    let sends = app.wait_for_texts_to("919800002501", 1).await;
+    assert!(sends[0].starts_with("From the model"), "{sends:?}");
 }
