@@ -321,7 +321,20 @@ impl Config {
             .map_err(ConfigError::new)?;
         let global_guardrails = file.guardrails.unwrap_or_default();
         let global_scheduling = file.scheduling.unwrap_or_default();
-        let global_handoff = file.handoff.unwrap_or_default();
+        let mut global_handoff = file.handoff.unwrap_or_default();
+        if let Some(raw) = var("PARLEY_HIGH_VALUE_BUDGET") {
+            let amount = raw
+                .trim()
+                .replace('_', "")
+                .parse::<u64>()
+                .ok()
+                .filter(|a| *a > 0);
+            global_handoff.high_value_budget = Some(amount.ok_or_else(|| {
+                ConfigError::new(format!(
+                    "PARLEY_HIGH_VALUE_BUDGET `{raw}` is not a positive whole amount, for example 20000000"
+                ))
+            })?);
+        }
         global_handoff
             .validate("handoff")
             .map_err(ConfigError::new)?;

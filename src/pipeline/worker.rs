@@ -662,6 +662,9 @@ async fn handoff_reason(
             return Some((HandoffReason::Frustration, None));
         }
     }
+    if let Some(detail) = high_value_lead(state, conversation, text).await {
+        return Some((HandoffReason::HighValue, Some(detail)));
+    }
     let several = router::distinct_intents(&state.intents, text);
     if several.len() >= 2 {
         return Some((
@@ -673,6 +676,51 @@ async fn handoff_reason(
         return Some((HandoffReason::LowConfidence, None));
     }
     None
+}
+
+/// When the tenant sets a high-value budget and the lead's budget (stated in this message, or
+/// among the lead's facts) reaches it, the first time in this conversation: the detail for
+/// staff. Amounts in another currency than the leads' are not compared.
+async fn high_value_lead(
+    state: &AppState,
+    conversation: &ConversationRecord,
+    text: &str,
+) -> Option<String> {
+    let threshold = state
+        .config
+        .tenant(&conversation.tenant)?
+        .handoff
+        .high_value_budget?;
+    let currency = &state.leads.config.currency;
+    let stated = crate::leads::money::parse_budget(text, currency);
+    let budget = match stated {
+        Some(budget) => Some(budget),
+        None => match state.store.lead_by_contact(conversation.contact_id).await {
+            Ok(lead) => lead.and_then(|l| l.facts.budget),
+            Err(err) => {
+                tracing::warn!(conversation.id = %conversation.id, error = %err, "could not read the lead for its budget");
+                None
+            }
+        },
+    }?;
+    if budget.currency != *currency || budget.amount < threshold {
+        return None;
+    }
+    let reason = HandoffReason::HighValue.as_str();
+    match state
+        .store
+        .was_handed_off_for(conversation.id, reason)
+        .await
+    {
+        Ok(false) => Some(format!(
+            "budget {budget} (threshold {currency} {threshold})"
+        )),
+        Ok(true) => None,
+        Err(err) => {
+            tracing::warn!(conversation.id = %conversation.id, error = %err, "could not check earlier handoffs");
+            None
+        }
+    }
 }
 
 /// A reply split for its channel, each part checked by the consent gate as it is queued.
