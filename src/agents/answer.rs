@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::brain::{Evidence, extract_answer};
-use super::guardrails::{GuardrailSettings, guard};
+use super::guardrails::{GuardrailSettings, guard, sanitize_passage};
 use super::router::ConfidenceFactors;
 use super::spec::AgentSpec;
 
@@ -41,7 +41,14 @@ pub fn offline_reply(
 ) -> AgentReply {
     // Passages that try to instruct the bot are data, never rules: their instruction sentences
     // are dropped by the guardrails, and they count no more than any other passage.
-    let extracted = extract_answer(question, passages, ANSWER_SENTENCES);
+    let passages: Vec<Evidence> = passages
+        .iter()
+        .map(|p| Evidence {
+            text: sanitize_passage(&p.text),
+            ..p.clone()
+        })
+        .collect();
+    let extracted = extract_answer(question, &passages, ANSWER_SENTENCES);
     let (text, cited, coverage) = match extracted {
         Some(answer) => {
             let wrapped = agent.reply.replace("{answer}", &answer.text);

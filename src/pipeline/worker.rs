@@ -438,12 +438,18 @@ async fn agent_answer(
                 .recent(conversation.id)
                 .await
                 .unwrap_or_default();
+            let summary = state
+                .memory
+                .summary(conversation.id)
+                .await
+                .unwrap_or_default();
             match llm_answer::llm_reply(
                 llm,
                 agent,
                 &business,
                 text,
                 prediction.confidence,
+                summary.as_deref(),
                 &recent,
                 &passages,
                 guardrails,

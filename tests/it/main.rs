@@ -14,6 +14,7 @@ mod eval_agents;
 mod gateway;
 mod handoff;
 mod harness;
+mod injection;
 mod intents;
 mod knowledge;
 mod knowledge_http;
