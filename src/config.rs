@@ -100,6 +100,9 @@ pub struct PipelineSettings {
     pub recovery_interval: Duration,
     /// How often unclaimed handoffs are checked against their SLA.
     pub handoff_check_interval: Duration,
+    /// `PARLEY_MEMORY_WINDOW`: recent turns remembered per conversation; older ones are folded
+    /// into the conversation's rolling summary.
+    pub memory_window: usize,
 }
 
 /// The OpenAI-compatible language model, when configured.
@@ -253,6 +256,12 @@ impl Config {
                 pipeline_file.handoff_check_interval_ms,
                 15_000,
             )?),
+            memory_window: parse_number(
+                "PARLEY_MEMORY_WINDOW",
+                var("PARLEY_MEMORY_WINDOW"),
+                pipeline_file.memory_window,
+                20,
+            )?,
         };
         if pipeline.senders == 0 || pipeline.max_send_attempts == 0 {
             return Err(ConfigError::new(
@@ -649,6 +658,7 @@ struct PipelineFile {
     send_lease_ms: Option<u64>,
     recovery_interval_ms: Option<u64>,
     handoff_check_interval_ms: Option<u64>,
+    memory_window: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

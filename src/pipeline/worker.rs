@@ -12,7 +12,7 @@ use crate::agents::ReplyContext;
 use crate::agents::brain::Evidence;
 use crate::agents::guardrails::GuardrailSettings;
 use crate::agents::handoff::{self, HandoffReason};
-use crate::agents::{AgentSpec, answer, llm_answer, router, scheduling};
+use crate::agents::{AgentSpec, answer, llm_answer, router, scheduling, summary};
 use crate::app::AppState;
 use crate::channels::whatsapp::split_message;
 use crate::consent::{
@@ -138,7 +138,7 @@ async fn handle_message(
         state.metrics.handoff_opened(&handoff.reason);
         handoff::announce(state, "opened", &handoff.id).await;
     }
-    remember(state, conversation.id, &message, &completion).await;
+    let dropped = remember(state, conversation.id, &message, &completion).await;
     crate::leads::observe(state, conversation, &message, &completion).await;
     publish(
         state,
@@ -149,7 +149,106 @@ async fn handle_message(
     if !completion.replies.is_empty() {
         state.outbox_wakeup.notify_one();
     }
+    // After the replies are on their way; before this conversation's next message, which should
+    // see the summary.
+    if !dropped.is_empty() {
+        fold_summary(state, conversation, &dropped).await;
+    }
     Ok(())
+}
+
+/// Folds the turns that fell out of the memory window into the conversation's rolling summary:
+/// by the model when one is configured (falling back to the extractive fold when it fails), by
+/// the extractive fold otherwise. Best effort, like all memory.
+async fn fold_summary(state: &AppState, conversation: &ConversationRecord, dropped: &[Turn]) {
+    let existing = match state.memory.summary(conversation.id).await {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::warn!(conversation.id = %conversation.id, error = %err, "could not read the summary; not folding");
+            return;
+        }
+    };
+    let folded = match &state.llm {
+        Some(llm) => {
+            match summary::fold_with_model(llm, &state.summary_prompt, existing.as_deref(), dropped)
+                .await
+            {
+                Ok((text, usage)) => {
+                    record_usage(state, &conversation.tenant, "summary", &usage).await;
+                    text
+                }
+                Err(err) => {
+                    tracing::warn!(conversation.id = %conversation.id, error.kind = err.kind(), "the model did not summarise; the extractive summary is used");
+                    summary::extractive(existing.as_deref(), dropped)
+                }
+            }
+        }
+        None => summary::extractive(existing.as_deref(), dropped),
+    };
+    if let Err(err) = state.memory.set_summary(conversation.id, &folded).await {
+        tracing::warn!(conversation.id = %conversation.id, error = %err, "could not store the summary");
+    }
+}
+
+/// Records a model call's tokens for the tenant's usage. Best effort.
+async fn record_usage(
+    state: &AppState,
+    tenant: &crate::domain::TenantId,
+    purpose: &str,
+    usage: &crate::llm::JsonCompletion,
+) {
+    let day = jiff::Timestamp::from_millisecond(state.clock.now_ms())
+        .map(|t| t.strftime("%Y-%m-%d").to_string())
+        .unwrap_or_default();
+    if let Err(err) = state
+        .store
+        .record_llm_usage(
+            tenant,
+            &day,
+            purpose,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+        )
+        .await
+    {
+        tracing::warn!(error = %err, "could not record token usage");
+    }
+}
+
+/// What the context card says beyond the reason: the conversation's summary (the rolling one,
+/// else an extractive one from the recent turns and this message, so it is never empty) and
+/// the lead's facts.
+async fn card_extras(
+    state: &AppState,
+    conversation: &ConversationRecord,
+    text: &str,
+) -> (String, serde_json::Value) {
+    let rolling = state
+        .memory
+        .summary(conversation.id)
+        .await
+        .unwrap_or_default()
+        .filter(|s| !s.trim().is_empty());
+    let mut recent = state
+        .memory
+        .recent(conversation.id)
+        .await
+        .unwrap_or_default();
+    recent.push(Turn {
+        role: TurnRole::Prospect,
+        text: text.to_owned(),
+        at_ms: state.clock.now_ms(),
+    });
+    let summary = summary::extractive(rolling.as_deref(), &recent);
+    let facts = match state.store.lead_by_contact(conversation.contact_id).await {
+        Ok(Some(lead)) => serde_json::to_value(&lead.facts).unwrap_or_default(),
+        Ok(None) => json!({}),
+        Err(err) => {
+            tracing::warn!(conversation.id = %conversation.id, error = %err, "could not read the lead for the context card");
+            json!({})
+        }
+    };
+    (summary, facts)
 }
 
 /// What to do with one message: consent commands first (STOP, START, HELP, whoever owns the
@@ -305,11 +404,14 @@ async fn decide(
     if let (Some(text), Some(prediction)) = (text, prediction.as_ref())
         && let Some((reason, detail)) = handoff_reason(state, conversation, text, prediction).await
     {
+        let (summary, lead_facts) = card_extras(state, conversation, text).await;
         let context = json!({
             "reason": reason.as_str(),
             "intent": prediction.intent,
             "confidence": prediction.confidence,
             "last_message": text,
+            "summary": summary,
+            "lead_facts": lead_facts,
         });
         let (handoff, told) = handoff::plan(state, conversation, reason, detail, context).await?;
         completion.intent = Some(
@@ -457,22 +559,7 @@ async fn agent_answer(
             .await
             {
                 Ok((reply, usage)) => {
-                    let day = jiff::Timestamp::from_millisecond(state.clock.now_ms())
-                        .map(|t| t.strftime("%Y-%m-%d").to_string())
-                        .unwrap_or_default();
-                    if let Err(err) = state
-                        .store
-                        .record_llm_usage(
-                            tenant,
-                            &day,
-                            "agent_answer",
-                            usage.prompt_tokens,
-                            usage.completion_tokens,
-                        )
-                        .await
-                    {
-                        tracing::warn!(error = %err, "could not record token usage");
-                    }
+                    record_usage(state, tenant, "agent_answer", &usage).await;
                     reply
                 }
                 Err(err) => {
@@ -509,8 +596,11 @@ async fn agent_answer(
         None
     };
     if let Some((reason, detail)) = reason {
+        let (summary, lead_facts) = card_extras(state, conversation, text).await;
         let context = json!({
             "reason": reason.as_str(),
+            "summary": summary,
+            "lead_facts": lead_facts,
             "agent": agent.name,
             "intent": prediction.intent,
             "confidence_factors": factors,
@@ -800,14 +890,14 @@ fn mark_read_with_typing(
     });
 }
 
-/// Adds the exchange to the conversation memory. Memory is derived state: a failure is logged,
-/// the conversation goes on.
+/// Adds the exchange to the conversation memory and returns the turns that fell out of its window.
+/// Memory is derived state: a failure is logged, the conversation goes on.
 async fn remember(
     state: &AppState,
     conversation: ConversationId,
     message: &PendingInbound,
     completion: &Completion,
-) {
+) -> Vec<Turn> {
     let mut turns = Vec::new();
     if let Some(text) = message.content.text() {
         turns.push(Turn {
@@ -822,12 +912,17 @@ async fn remember(
         text: r.text.clone(),
         at_ms: now,
     }));
+    let mut dropped = Vec::new();
     for turn in turns {
-        if let Err(err) = state.memory.append(conversation, turn).await {
-            tracing::warn!(conversation.id = %conversation, error = %err, "could not update conversation memory");
-            return;
+        match state.memory.append(conversation, turn).await {
+            Ok(out) => dropped.extend(out),
+            Err(err) => {
+                tracing::warn!(conversation.id = %conversation, error = %err, "could not update conversation memory");
+                break;
+            }
         }
     }
+    dropped
 }
 
 /// The records the exchange produced, built from what the worker holds (no extra reads).
