@@ -111,18 +111,36 @@ fn schema() -> serde_json::Value {
     })
 }
 
+/// What the model is asked to answer, and what it is given to answer from.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    /// The prospect's message.
+    pub question: &'a str,
+    /// The intent classifier's confidence (a confidence factor).
+    pub classifier_confidence: f32,
+    /// The conversation's rolling summary, if any.
+    pub summary: Option<&'a str>,
+    /// The recent turns, oldest first.
+    pub recent: &'a [Turn],
+    /// The passages retrieved for the question.
+    pub passages: &'a [Evidence],
+}
+
 /// Asks the model; the caller falls back to the offline brain on any error.
 pub async fn llm_reply(
     llm: &LlmClient,
     agent: &AgentSpec,
     business: &str,
-    question: &str,
-    classifier_confidence: f32,
-    summary: Option<&str>,
-    recent: &[Turn],
-    passages: &[Evidence],
+    ask: Ask<'_>,
     guardrails: &GuardrailSettings,
 ) -> Result<(AgentReply, JsonCompletion), LlmError> {
+    let Ask {
+        question,
+        classifier_confidence,
+        summary,
+        recent,
+        passages,
+    } = ask;
     let passages: Vec<Evidence> = passages
         .iter()
         .map(|p| Evidence {

@@ -545,19 +545,14 @@ async fn agent_answer(
                 .summary(conversation.id)
                 .await
                 .unwrap_or_default();
-            match llm_answer::llm_reply(
-                llm,
-                agent,
-                &business,
-                text,
-                prediction.confidence,
-                summary.as_deref(),
-                &recent,
-                &passages,
-                guardrails,
-            )
-            .await
-            {
+            let ask = llm_answer::Ask {
+                question: text,
+                classifier_confidence: prediction.confidence,
+                summary: summary.as_deref(),
+                recent: &recent,
+                passages: &passages,
+            };
+            match llm_answer::llm_reply(llm, agent, &business, ask, guardrails).await {
                 Ok((reply, usage)) => {
                     record_usage(state, tenant, "agent_answer", &usage).await;
                     reply
