@@ -480,35 +480,17 @@ impl EvalRig {
     }
 }
 
-/// What is wrong with a turn's outcome, one sentence per problem.
+/// What is wrong with a turn's outcome: one clause per problem, then what the bot did (once).
 fn check(expect: &Expect, outcome: &TurnOutcome) -> Vec<String> {
     let mut problems = Vec::new();
-    let said = || {
-        format!(
-            "(intent {}, agent {}, confidence {}{}) replied {:?}",
-            outcome.intent.as_deref().unwrap_or("none"),
-            outcome.agent.as_deref().unwrap_or("none"),
-            outcome
-                .confidence
-                .map_or("none".to_owned(), |c| format!("{c:.2}")),
-            outcome
-                .factors
-                .as_ref()
-                .and_then(|f| f["retrieval"].as_f64())
-                .map_or(String::new(), |r| format!(", retrieval {r:.2}")),
-            outcome.reply
-        )
-    };
     if let Some(agent) = &expect.agent
         && outcome.agent.as_deref() != Some(agent.as_str())
     {
-        problems.push(format!("expected the {agent} agent; {}", said()));
+        problems.push(format!("expected the {agent} agent"));
     }
     match (expect.handoff, &outcome.handoff) {
-        (Some(true), None) => problems.push(format!("expected a handoff; {}", said())),
-        (Some(false), Some(reason)) => {
-            problems.push(format!("unexpected handoff ({reason}); {}", said()))
-        }
+        (Some(true), None) => problems.push("expected a handoff".to_owned()),
+        (Some(false), Some(reason)) => problems.push(format!("unexpected handoff ({reason})")),
         _ => {}
     }
     if let Some(reason) = &expect.reason
@@ -526,11 +508,26 @@ fn check(expect: &Expect, outcome: &TurnOutcome) -> Vec<String> {
         .filter(|f| !reply.contains(&f.to_lowercase()))
         .map(String::as_str)
         .collect();
-    if !missing.is_empty() && outcome.handoff.is_none() {
-        problems.push(format!("missing {missing:?}; {}", said()));
-    } else if !missing.is_empty() && expect.handoff != Some(true) {
-        // The handoff itself was already reported; name the facts too.
+    if !missing.is_empty() {
         problems.push(format!("missing {missing:?}"));
+    }
+    if !problems.is_empty() {
+        let last = problems.len() - 1;
+        problems[last] = format!(
+            "{} (intent {}, agent {}, confidence {}{}; replied {:?})",
+            problems[last],
+            outcome.intent.as_deref().unwrap_or("none"),
+            outcome.agent.as_deref().unwrap_or("none"),
+            outcome
+                .confidence
+                .map_or("none".to_owned(), |c| format!("{c:.2}")),
+            outcome
+                .factors
+                .as_ref()
+                .and_then(|f| f["retrieval"].as_f64())
+                .map_or(String::new(), |r| format!(", retrieval {r:.2}")),
+            outcome.reply
+        );
     }
     problems
 }
