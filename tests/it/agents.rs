@@ -302,7 +302,7 @@ async fn a_malformed_answer_then_a_model_that_times_out_each_fall_back_to_the_of
         }
     };
     let took = ask("919800002400", "wamid.mr.0").await;
-    assert!(took < Duration::from_secs(3), "malformed: {took:?}");
+    assert!(took < Duration::from_secs(6), "malformed: {took:?}");
 
     let silent = ScriptedReply::delayed(
         Duration::from_secs(60),
@@ -313,12 +313,12 @@ async fn a_malformed_answer_then_a_model_that_times_out_each_fall_back_to_the_of
     }
     let took = ask("919800002401", "wamid.mr.1").await;
     assert!(
-        took < Duration::from_secs(11),
+        took < Duration::from_secs(13),
         "one timeout at most, not one per call: {took:?}"
     );
     let asked_before = fake.requests().len();
     let took = ask("919800002402", "wamid.mr.2").await;
-    assert!(took < Duration::from_secs(3), "the model rests: {took:?}");
+    assert!(took < Duration::from_secs(6), "the model rests: {took:?}");
     assert_eq!(
         fake.requests().len(),
         asked_before,
@@ -351,7 +351,7 @@ async fn a_rate_limited_model_rests_for_its_cool_down_then_answers_again() {
         .await;
     let sends = app.wait_for_texts_to("919800002500", 1).await;
     assert!(sends[0].contains("₹1.12 Cr"), "{sends:?}");
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(started.elapsed() < Duration::from_secs(6));
     let agent_requests = |fake: &FakeOpenAi| {
         fake.requests()
             .iter()
