@@ -48,6 +48,8 @@ pub struct AppState {
     pub llm: Option<LlmClient>,
     /// The specialist agents from `prompts/agents/`.
     pub agents: crate::agents::AgentRegistry,
+    /// The system prompt of the rolling summary (`prompts/summary.md`).
+    pub summary_prompt: String,
     pub whatsapp: WhatsAppClient,
     pub twilio: crate::channels::twilio::TwilioClient,
     pub waha: crate::channels::waha::WahaClient,
@@ -161,7 +163,10 @@ impl App {
                 Err(err) => tracing::warn!(error = %err, "could not load the knowledge folder"),
             }
         }
-        let memory_settings = MemorySettings::default();
+        let memory_settings = MemorySettings {
+            window: config.pipeline.memory_window,
+            ..MemorySettings::default()
+        };
         let (queue, memory, live) = match &config.redis_url {
             Some(url) => {
                 let client = redis::Client::open(url.expose_secret())
@@ -205,10 +210,12 @@ impl App {
                 chat_model: config.llm.chat_model.clone(),
                 timeout: config.llm.timeout,
             })
+            .with_cooldown(config.llm.cooldown)
         });
         let intents = IntentDetector::new(classifier, &catalog, llm.clone());
         let agents = crate::agents::AgentRegistry::load(&config.prompts_dir.join("agents"))
             .context("an agent file is not valid")?;
+        let summary_prompt = crate::agents::summary::load_prompt(&config.prompts_dir)?;
         let replies = ReplyBook::load(
             &config.prompts_dir.join("replies.toml"),
             catalog.names().chain(["media"]),
@@ -296,6 +303,7 @@ impl App {
             intents,
             replies,
             agents,
+            summary_prompt,
             llm: llm.clone(),
             whatsapp,
             twilio,

@@ -100,6 +100,9 @@ pub struct PipelineSettings {
     pub recovery_interval: Duration,
     /// How often unclaimed handoffs are checked against their SLA.
     pub handoff_check_interval: Duration,
+    /// `PARLEY_MEMORY_WINDOW`: recent turns remembered per conversation; older ones are folded
+    /// into the conversation's rolling summary.
+    pub memory_window: usize,
 }
 
 /// The OpenAI-compatible language model, when configured.
@@ -115,6 +118,9 @@ pub struct LlmConfig {
     pub embedding_model: Option<String>,
     /// `PARLEY_LLM_TIMEOUT_MS`: beyond it the offline brain answers that message.
     pub timeout: Duration,
+    /// `PARLEY_LLM_COOLDOWN_MS`: after a timeout, rate limit or server error the model is not
+    /// asked for this long (the offline brain answers at once); 0 turns it off.
+    pub cooldown: Duration,
 }
 
 /// WhatsApp Cloud API settings shared by every tenant (one Meta app).
@@ -250,6 +256,12 @@ impl Config {
                 pipeline_file.handoff_check_interval_ms,
                 15_000,
             )?),
+            memory_window: parse_number(
+                "PARLEY_MEMORY_WINDOW",
+                var("PARLEY_MEMORY_WINDOW"),
+                pipeline_file.memory_window,
+                20,
+            )?,
         };
         if pipeline.senders == 0 || pipeline.max_send_attempts == 0 {
             return Err(ConfigError::new(
@@ -270,6 +282,12 @@ impl Config {
                 var("PARLEY_LLM_TIMEOUT_MS"),
                 llm_file.timeout_ms,
                 8_000,
+            )?),
+            cooldown: Duration::from_millis(parse_number(
+                "PARLEY_LLM_COOLDOWN_MS",
+                var("PARLEY_LLM_COOLDOWN_MS"),
+                llm_file.cooldown_ms,
+                30_000,
             )?),
         };
         if let Some(base) = &llm.base_url {
@@ -312,7 +330,20 @@ impl Config {
             .map_err(ConfigError::new)?;
         let global_guardrails = file.guardrails.unwrap_or_default();
         let global_scheduling = file.scheduling.unwrap_or_default();
-        let global_handoff = file.handoff.unwrap_or_default();
+        let mut global_handoff = file.handoff.unwrap_or_default();
+        if let Some(raw) = var("PARLEY_HIGH_VALUE_BUDGET") {
+            let amount = raw
+                .trim()
+                .replace('_', "")
+                .parse::<u64>()
+                .ok()
+                .filter(|a| *a > 0);
+            global_handoff.high_value_budget = Some(amount.ok_or_else(|| {
+                ConfigError::new(format!(
+                    "PARLEY_HIGH_VALUE_BUDGET `{raw}` is not a positive whole amount, for example 20000000"
+                ))
+            })?);
+        }
         global_handoff
             .validate("handoff")
             .map_err(ConfigError::new)?;
@@ -627,6 +658,7 @@ struct PipelineFile {
     send_lease_ms: Option<u64>,
     recovery_interval_ms: Option<u64>,
     handoff_check_interval_ms: Option<u64>,
+    memory_window: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -637,6 +669,7 @@ struct LlmFile {
     chat_model: Option<String>,
     embedding_model: Option<String>,
     timeout_ms: Option<u64>,
+    cooldown_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -3,8 +3,17 @@
 //! share, weighted by rarity across the passages, with a bonus for figures when the question asks
 //! about money or dates), in their original order, and cites the passages they came from. How much
 //! of the question the answer covers is one of the confidence factors.
+//!
+//! Coverage is weighted the same way: a word found in every passage (the project's name) says
+//! little, and a word found in none of them (the "school" of "school fees near Skyline Meadows")
+//! weighs the most, because the passages say nothing about it. Words are compared by their
+//! Snowball stems ("located" meets "location"). Questions inside passages (an FAQ's question)
+//! are never answers: they are context for the sentences that follow them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
+
+use qdrant_rust_stemmers::{Algorithm, Stemmer};
 
 use crate::consent::normalise;
 
@@ -166,20 +175,50 @@ pub fn content_words(text: &str) -> Vec<String> {
         .iter()
         .map(String::as_str)
         .filter(|w| !w.is_empty() && !STOPWORDS.contains(w))
-        .map(|w| {
-            if w.len() > 3 && w.ends_with('s') && !w.ends_with("ss") {
-                w[..w.len() - 1].to_owned()
-            } else {
-                w.to_owned()
-            }
-        })
+        .map(stem)
         .filter(|w| !STOPWORDS.contains(&w.as_str()))
         .collect()
+}
+
+static STEMMER: LazyLock<Stemmer> = LazyLock::new(|| Stemmer::create(Algorithm::English));
+
+/// A word's Snowball (English) stem; figures and joined units ("3bhk") are kept as they are.
+fn stem(word: &str) -> String {
+    if word.chars().any(|c| c.is_ascii_digit()) {
+        word.to_owned()
+    } else {
+        STEMMER.stem(word).into_owned()
+    }
+}
+
+/// Whether a content word (a stem) is one of `words`.
+fn is_one_of(word: &str, words: &[&str]) -> bool {
+    words.iter().any(|w| stem(w) == word)
+}
+
+/// Markdown wraps long lines: a line that does not start a list item, heading, table row or
+/// paragraph continues the previous one.
+fn unwrap_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        let starts_block = trimmed.is_empty()
+            || trimmed.starts_with(['-', '*', '#', '|', '+'])
+            || trimmed
+                .split_once('.')
+                .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+        if !out.is_empty() {
+            out.push(if starts_block { '\n' } else { ' ' });
+        }
+        out.push_str(trimmed);
+    }
+    out.replace("**", "").replace("__", "")
 }
 
 fn split_sentences(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
+    let text = unwrap_lines(text);
     let chars: Vec<char> = text.chars().collect();
     for (i, c) in chars.iter().enumerate() {
         current.push(*c);
@@ -251,12 +290,8 @@ pub fn extract_answer(
     if question_words.is_empty() || passages.is_empty() {
         return None;
     }
-    let wants_money = question_words
-        .iter()
-        .any(|w| MONEY_WORDS.contains(&w.as_str()));
-    let wants_time = question_words
-        .iter()
-        .any(|w| TIME_WORDS.contains(&w.as_str()));
+    let wants_money = question_words.iter().any(|w| is_one_of(w, MONEY_WORDS));
+    let wants_time = question_words.iter().any(|w| is_one_of(w, TIME_WORDS));
     // Candidate sentences with their passage and position; the passage's section heading counts
     // as context for its sentences.
     let mut candidates = Vec::new();
@@ -269,15 +304,24 @@ pub fn extract_answer(
             .into_iter()
             .chain(content_words(&passage.document))
             .collect();
+        let mut context = context;
         for (position, sentence) in split_sentences(&passage.text).into_iter().enumerate() {
             let words: BTreeSet<String> = content_words(&sentence).into_iter().collect();
+            // A table's header row names what its rows hold: context too.
+            let table_header =
+                sentence.contains('|') && !sentence.chars().any(|c| c.is_ascii_digit());
+            if sentence.ends_with('?') || table_header {
+                // A question in a passage (an FAQ's) is what the next sentences answer.
+                context.extend(words);
+                continue;
+            }
             candidates.push((rank, position, sentence, words, context.clone()));
         }
     }
     // Rarer words weigh more: a word found in every sentence says little.
     let mut frequency: BTreeMap<&str, usize> = BTreeMap::new();
-    for (_, _, _, words, _) in &candidates {
-        for w in words {
+    for (_, _, _, words, context) in &candidates {
+        for w in words.union(context) {
             *frequency.entry(w.as_str()).or_default() += 1;
         }
     }
@@ -314,8 +358,8 @@ pub fn extract_answer(
             score -= 0.1 * *rank as f32;
             // A figure answers the question's money or time word.
             let answered_by_figure = |q: &str| {
-                (MONEY_WORDS.contains(&q) && has_amount(sentence))
-                    || (TIME_WORDS.contains(&q) && has_date(sentence))
+                (is_one_of(q, MONEY_WORDS) && has_amount(sentence))
+                    || (is_one_of(q, TIME_WORDS) && has_date(sentence))
             };
             let covered: BTreeSet<String> = question_words
                 .iter()
@@ -340,8 +384,15 @@ pub fn extract_answer(
         chosen.push((rank, position, sentence, covered));
     }
     chosen.sort_by_key(|(rank, position, _, _)| (*rank, *position));
-    let covered: BTreeSet<&String> = chosen.iter().flat_map(|(_, _, _, c)| c.iter()).collect();
-    let coverage = covered.len() as f32 / question_words.len() as f32;
+    // Each question word weighs by its rarity in the passages: one they never mention weighs
+    // the most. The coverage is the best single sentence's (with its passage's context): two
+    // sentences that each match half of the question do not make an answer to it.
+    let total_weight: f32 = question_words.iter().map(|w| weight(w)).sum();
+    let coverage = chosen
+        .iter()
+        .map(|(_, _, _, covered)| covered.iter().map(|w| weight(w)).sum::<f32>())
+        .fold(0.0f32, f32::max)
+        / total_weight.max(f32::MIN_POSITIVE);
     let mut cited = Vec::new();
     for (rank, _, _, _) in &chosen {
         let id = &passages[*rank].id;
@@ -416,7 +467,11 @@ mod tests {
 
     #[test]
     fn content_words_drop_stopwords_and_plurals() {
-        assert_eq!(content_words("What are the amenities?"), ["amenitie"]);
+        assert_eq!(content_words("What are the amenities?"), ["amen"]);
+        assert_eq!(
+            content_words("Where is it located?"),
+            content_words("location")
+        );
         assert_eq!(
             content_words("How much do 3 BHK flats cost"),
             ["3bhk", "cost"]

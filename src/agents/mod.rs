@@ -11,6 +11,7 @@ mod replies;
 pub mod router;
 pub mod scheduling;
 mod spec;
+pub mod summary;
 
 pub use replies::{ReplyBook, ReplyContext};
 pub use spec::{AgentFileError, AgentRegistry, AgentSpec, KNOWN_TOOLS, parse_agent};

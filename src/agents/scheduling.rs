@@ -31,6 +31,43 @@ impl Default for SchedulingSettings {
     }
 }
 
+/// Whether the message asks to book, move or arrange a visit or a call (and should be offered
+/// slots), rather than asking about visits ("How long does a visit take?"), which the scheduling
+/// agent answers from the documents.
+pub fn asks_to_book(text: &str) -> bool {
+    const PHRASES: &[&str] = &[
+        "book",
+        "schedule",
+        "reschedule",
+        "arrange",
+        "fix a",
+        "set up a",
+        "appointment",
+        "slot",
+        "slots",
+        "can i visit",
+        "can i come",
+        "could i visit",
+        "can we visit",
+        "can we come",
+        "i want to visit",
+        "i would like to visit",
+        "want to see the",
+        "come and see",
+        "come for a visit",
+        "plan a visit",
+        "site visit on",
+        "visit on",
+        "visit this",
+        "visit tomorrow",
+        "visit today",
+        "call me",
+        "a call",
+    ];
+    let n = format!(" {} ", normalise(text));
+    PHRASES.iter().any(|p| n.contains(&format!(" {p} ")))
+}
+
 /// The next `settings.slots_offered` slots after `now_ms`, on the business days of `hours`.
 pub fn next_slots(settings: &SchedulingSettings, hours: &HandoffSettings, now_ms: i64) -> Vec<i64> {
     let zone = TimeZone::get(&hours.time_zone).unwrap_or(TimeZone::UTC);
@@ -129,6 +166,25 @@ pub fn picked_slot(text: &str, offered: &[i64], hours: &HandoffSettings) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_to_book_is_told_from_a_question_about_visits() {
+        for ask in [
+            "I want to book a site visit",
+            "Can I schedule a site visit?",
+            "Can I visit the sample flat on Saturday morning?",
+            "Please arrange a call tomorrow",
+        ] {
+            assert!(asks_to_book(ask), "{ask}");
+        }
+        for question in [
+            "How long does a site visit take?",
+            "Do you provide free pick-up for the site visit?",
+            "Is the booking amount refundable?",
+        ] {
+            assert!(!asks_to_book(question), "{question}");
+        }
+    }
 
     fn ms(iso: &str) -> i64 {
         iso.parse::<Timestamp>().unwrap().as_millisecond()

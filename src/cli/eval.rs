@@ -25,6 +25,10 @@ pub enum EvalCommand {
     /// Ingest a folder into a temporary knowledge base and report recall@1, recall@5 and MRR
     /// on labelled questions.
     Retrieval(super::eval_retrieval::RetrievalArgs),
+    /// Run scripted conversations through the pipeline (offline brain, or the model when
+    /// OPENAI_API_KEY is set) and report the pass rate and the handoff rates on answerable and
+    /// unanswerable questions.
+    Agents(super::eval_agents::AgentsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -53,6 +57,7 @@ pub async fn run(cmd: EvalCommand, intents_path: &Path) -> anyhow::Result<()> {
                 .context("the evaluation task panicked")?
         }
         EvalCommand::Retrieval(args) => super::eval_retrieval::run(args).await,
+        EvalCommand::Agents(args) => super::eval_agents::run(args).await,
     }
 }
 

@@ -9,6 +9,14 @@
 //! off): a message waiting on a retry loop is worse than the offline answer the detector falls
 //! back to.
 //!
+//! When the model times out, rate-limits us, cannot be reached or answers with a server error,
+//! the client stops asking it for a cool-down (`PARLEY_LLM_COOLDOWN_MS`, default 30 s): every
+//! call in that time fails at once with [`LlmError::Unavailable`], so each message falls back to
+//! the offline brain promptly instead of each model call of each message waiting out its own
+//! timeout. (Without it, a message whose intent call and answer call both time out waited twice
+//! the timeout, 16 s by default, and every message behind it as long.) The first call after the
+//! cool-down tries the model again. A malformed answer does not trip it: the model is up.
+//!
 //! Neither the message text nor the key ever reaches a log line or an error message.
 
 use std::time::Duration;
@@ -60,6 +68,8 @@ pub enum LlmError {
     Malformed(&'static str),
     #[error("the language model answered an intent that is not in the catalogue")]
     UnknownIntent,
+    #[error("the language model failed recently; not asked again until its cool-down ends")]
+    Unavailable,
 }
 
 impl LlmError {
@@ -72,6 +82,17 @@ impl LlmError {
             LlmError::Transport(_) => "transport",
             LlmError::Malformed(_) => "malformed",
             LlmError::UnknownIntent => "unknown_intent",
+            LlmError::Unavailable => "unavailable",
+        }
+    }
+
+    /// Whether the failure says the model is down or overloaded (and should be left alone for
+    /// a while), rather than that one answer was wrong.
+    fn model_is_down(&self) -> bool {
+        match self {
+            LlmError::Timeout(_) | LlmError::RateLimited | LlmError::Transport(_) => true,
+            LlmError::Api(kind) => kind.contains("server_error") || kind.is_empty(),
+            _ => false,
         }
     }
 
@@ -101,13 +122,19 @@ impl LlmError {
     }
 }
 
-/// A chat-completions client for intent classification.
+/// The default cool-down after the model failed (see the module documentation).
+pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(30);
+
+/// A chat-completions client for intent classification. Clones share the cool-down state.
 #[derive(Clone)]
 pub struct LlmClient {
     client: Client<OpenAIConfig>,
     model: String,
     base_url: String,
     timeout: Duration,
+    cooldown: Duration,
+    /// Until when the model is not asked (it failed in a way that says it is down).
+    resting_until: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl std::fmt::Debug for LlmClient {
@@ -160,7 +187,51 @@ impl LlmClient {
             model: settings.chat_model,
             base_url,
             timeout: settings.timeout,
+            cooldown: DEFAULT_COOLDOWN,
+            resting_until: Default::default(),
         }
+    }
+
+    /// Sets how long the model is left alone after it failed (zero: always ask).
+    pub fn with_cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = cooldown;
+        self
+    }
+
+    /// Whether the model is resting after a failure.
+    fn resting(&self) -> bool {
+        let mut until = self
+            .resting_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *until {
+            Some(t) if std::time::Instant::now() < t => true,
+            Some(_) => {
+                *until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Records how a call went: a failure that says the model is down starts its cool-down.
+    fn note<T>(&self, result: &Result<T, LlmError>) {
+        let Err(error) = result else { return };
+        if !error.model_is_down() || self.cooldown.is_zero() {
+            return;
+        }
+        let mut until = self
+            .resting_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if until.is_none() {
+            tracing::warn!(
+                error.kind = error.kind(),
+                cooldown_ms = self.cooldown.as_millis() as u64,
+                "the language model failed; the offline brain answers until the cool-down ends"
+            );
+        }
+        *until = Some(std::time::Instant::now() + self.cooldown);
     }
 
     /// The model name sent with each request.
@@ -207,6 +278,24 @@ impl LlmClient {
 
     /// `complete_json`, with the tokens the call used (for per-tenant usage records).
     pub async fn complete_json_with_usage(
+        &self,
+        system: &str,
+        user: &str,
+        schema_name: &str,
+        description: Option<&str>,
+        schema: Value,
+    ) -> Result<JsonCompletion, LlmError> {
+        if self.resting() {
+            return Err(LlmError::Unavailable);
+        }
+        let result = self
+            .call_json(system, user, schema_name, description, schema)
+            .await;
+        self.note(&result);
+        result
+    }
+
+    async fn call_json(
         &self,
         system: &str,
         user: &str,

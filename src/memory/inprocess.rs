@@ -68,14 +68,16 @@ impl InProcessMemory {
         });
     }
 
-    pub(super) fn append(&self, conversation: ConversationId, turn: Turn) {
+    pub(super) fn append(&self, conversation: ConversationId, turn: Turn) -> Vec<Turn> {
         let window = self.window;
+        let mut dropped = Vec::new();
         self.update(conversation, |r| {
             r.turns.push_back(turn);
             while r.turns.len() > window {
-                r.turns.pop_front();
+                dropped.extend(r.turns.pop_front());
             }
         });
+        dropped
     }
 
     pub(super) fn recent(&self, conversation: ConversationId) -> Vec<Turn> {

@@ -88,17 +88,15 @@ impl Memory {
         Self::Redis(RedisMemory::new(conn, key_prefix, settings))
     }
 
-    /// Adds a turn at the end of the window, dropping the oldest beyond `window`.
+    /// Adds a turn at the end of the window, dropping the oldest beyond `window`; returns the
+    /// turns dropped (oldest first), for the rolling summary to fold in.
     pub async fn append(
         &self,
         conversation: ConversationId,
         turn: Turn,
-    ) -> Result<(), MemoryError> {
+    ) -> Result<Vec<Turn>, MemoryError> {
         match self {
-            Self::InProcess(m) => {
-                m.append(conversation, turn);
-                Ok(())
-            }
+            Self::InProcess(m) => Ok(m.append(conversation, turn)),
             Self::Redis(m) => m.append(conversation, &turn).await,
         }
     }

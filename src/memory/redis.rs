@@ -67,21 +67,26 @@ impl RedisMemory {
         &self,
         conversation: ConversationId,
         turn: &Turn,
-    ) -> Result<(), MemoryError> {
+    ) -> Result<Vec<Turn>, MemoryError> {
         let keys = self.keys(conversation);
         let json = serde_json::to_string(turn)?;
         let mut pipe = redis::pipe();
         pipe.atomic();
+        pipe.rpush(&keys.turns, json).ignore();
+        // The turns beyond the window, read in the same transaction that drops them.
+        pipe.lrange(&keys.turns, 0, -(self.window + 1));
         if self.window == 0 {
             // `LTRIM key -0 -1` would keep everything.
             pipe.del(&keys.turns).ignore();
         } else {
-            pipe.rpush(&keys.turns, json)
-                .ignore()
-                .ltrim(&keys.turns, -self.window, -1)
-                .ignore();
+            pipe.ltrim(&keys.turns, -self.window, -1).ignore();
         }
-        self.write(&keys, &mut pipe).await
+        self.refresh(&mut pipe, &keys);
+        let (dropped,): (Vec<String>,) = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(dropped
+            .iter()
+            .map(|json| serde_json::from_str(json))
+            .collect::<Result<_, _>>()?)
     }
 
     pub(super) async fn recent(

@@ -12,7 +12,7 @@ use crate::agents::ReplyContext;
 use crate::agents::brain::Evidence;
 use crate::agents::guardrails::GuardrailSettings;
 use crate::agents::handoff::{self, HandoffReason};
-use crate::agents::{AgentSpec, answer, llm_answer, router, scheduling};
+use crate::agents::{AgentSpec, answer, llm_answer, router, scheduling, summary};
 use crate::app::AppState;
 use crate::channels::whatsapp::split_message;
 use crate::consent::{
@@ -138,7 +138,7 @@ async fn handle_message(
         state.metrics.handoff_opened(&handoff.reason);
         handoff::announce(state, "opened", &handoff.id).await;
     }
-    remember(state, conversation.id, &message, &completion).await;
+    let dropped = remember(state, conversation.id, &message, &completion).await;
     crate::leads::observe(state, conversation, &message, &completion).await;
     publish(
         state,
@@ -149,7 +149,106 @@ async fn handle_message(
     if !completion.replies.is_empty() {
         state.outbox_wakeup.notify_one();
     }
+    // After the replies are on their way; before this conversation's next message, which should
+    // see the summary.
+    if !dropped.is_empty() {
+        fold_summary(state, conversation, &dropped).await;
+    }
     Ok(())
+}
+
+/// Folds the turns that fell out of the memory window into the conversation's rolling summary:
+/// by the model when one is configured (falling back to the extractive fold when it fails), by
+/// the extractive fold otherwise. Best effort, like all memory.
+async fn fold_summary(state: &AppState, conversation: &ConversationRecord, dropped: &[Turn]) {
+    let existing = match state.memory.summary(conversation.id).await {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::warn!(conversation.id = %conversation.id, error = %err, "could not read the summary; not folding");
+            return;
+        }
+    };
+    let folded = match &state.llm {
+        Some(llm) => {
+            match summary::fold_with_model(llm, &state.summary_prompt, existing.as_deref(), dropped)
+                .await
+            {
+                Ok((text, usage)) => {
+                    record_usage(state, &conversation.tenant, "summary", &usage).await;
+                    text
+                }
+                Err(err) => {
+                    tracing::warn!(conversation.id = %conversation.id, error.kind = err.kind(), "the model did not summarise; the extractive summary is used");
+                    summary::extractive(existing.as_deref(), dropped)
+                }
+            }
+        }
+        None => summary::extractive(existing.as_deref(), dropped),
+    };
+    if let Err(err) = state.memory.set_summary(conversation.id, &folded).await {
+        tracing::warn!(conversation.id = %conversation.id, error = %err, "could not store the summary");
+    }
+}
+
+/// Records a model call's tokens for the tenant's usage. Best effort.
+async fn record_usage(
+    state: &AppState,
+    tenant: &crate::domain::TenantId,
+    purpose: &str,
+    usage: &crate::llm::JsonCompletion,
+) {
+    let day = jiff::Timestamp::from_millisecond(state.clock.now_ms())
+        .map(|t| t.strftime("%Y-%m-%d").to_string())
+        .unwrap_or_default();
+    if let Err(err) = state
+        .store
+        .record_llm_usage(
+            tenant,
+            &day,
+            purpose,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+        )
+        .await
+    {
+        tracing::warn!(error = %err, "could not record token usage");
+    }
+}
+
+/// What the context card says beyond the reason: the conversation's summary (the rolling one,
+/// else an extractive one from the recent turns and this message, so it is never empty) and
+/// the lead's facts.
+async fn card_extras(
+    state: &AppState,
+    conversation: &ConversationRecord,
+    text: &str,
+) -> (String, serde_json::Value) {
+    let rolling = state
+        .memory
+        .summary(conversation.id)
+        .await
+        .unwrap_or_default()
+        .filter(|s| !s.trim().is_empty());
+    let mut recent = state
+        .memory
+        .recent(conversation.id)
+        .await
+        .unwrap_or_default();
+    recent.push(Turn {
+        role: TurnRole::Prospect,
+        text: text.to_owned(),
+        at_ms: state.clock.now_ms(),
+    });
+    let summary = summary::extractive(rolling.as_deref(), &recent);
+    let facts = match state.store.lead_by_contact(conversation.contact_id).await {
+        Ok(Some(lead)) => serde_json::to_value(&lead.facts).unwrap_or_default(),
+        Ok(None) => json!({}),
+        Err(err) => {
+            tracing::warn!(conversation.id = %conversation.id, error = %err, "could not read the lead for the context card");
+            json!({})
+        }
+    };
+    (summary, facts)
 }
 
 /// What to do with one message: consent commands first (STOP, START, HELP, whoever owns the
@@ -298,30 +397,23 @@ async fn decide(
         && let Some(told) = schedule_pick(state, conversation, message, text).await?
     {
         completion.intent = Some("scheduling".to_owned());
+        completion.agent = scheduling_agent(state, None);
         completion.replies = replies(state, conversation, message, false, Purpose::Reply, &told);
         return Ok(completion);
     }
-    if let Some(prediction) = prediction.as_ref()
-        && prediction.intent.as_deref() == Some("scheduling")
-        && let Some(agent) = state.agents.for_intent("scheduling")
-        && agent.tools.iter().any(|t| t == "schedule_visit")
-        && let Some(offer) = offer_slots(state, conversation).await
-    {
-        completion.intent = Some("scheduling".to_owned());
-        completion.confidence = Some(f64::from(prediction.confidence));
-        completion.replies = replies(state, conversation, message, false, Purpose::Reply, &offer);
-        return Ok(completion);
-    }
     if let (Some(text), Some(prediction)) = (text, prediction.as_ref())
-        && let Some(reason) = handoff_reason(state, conversation, text, prediction).await
+        && let Some((reason, detail)) = handoff_reason(state, conversation, text, prediction).await
     {
+        let (summary, lead_facts) = card_extras(state, conversation, text).await;
         let context = json!({
             "reason": reason.as_str(),
             "intent": prediction.intent,
             "confidence": prediction.confidence,
             "last_message": text,
+            "summary": summary,
+            "lead_facts": lead_facts,
         });
-        let (handoff, told) = handoff::plan(state, conversation, reason, None, context).await?;
+        let (handoff, told) = handoff::plan(state, conversation, reason, detail, context).await?;
         completion.intent = Some(
             prediction
                 .intent
@@ -334,10 +426,26 @@ async fn decide(
         return Ok(completion);
     }
     if let (Some(text), Some(prediction)) = (text, prediction.as_ref())
-        && let Some(agent) = prediction
-            .intent
-            .as_deref()
-            .and_then(|intent| state.agents.for_intent(intent))
+        && prediction.intent.as_deref() == Some("scheduling")
+        && scheduling::asks_to_book(text)
+        && let Some(agent) = state.agents.for_intent("scheduling")
+        && agent.tools.iter().any(|t| t == "schedule_visit")
+        && let Some(offer) = offer_slots(state, conversation).await
+    {
+        completion.intent = Some("scheduling".to_owned());
+        completion.confidence = Some(f64::from(prediction.confidence));
+        completion.agent = scheduling_agent(state, Some(prediction.confidence));
+        completion.replies = replies(state, conversation, message, false, Purpose::Reply, &offer);
+        return Ok(completion);
+    }
+    // The agent serving the intent; a message the classifier could not place goes to the
+    // general agent (the one serving `other`), which answers only what the documents clearly
+    // answer and hands off otherwise.
+    if let (Some(text), Some(prediction)) = (text, prediction.as_ref())
+        && let Some(agent) = match prediction.intent.as_deref() {
+            Some(intent) => state.agents.for_intent(intent),
+            None => state.agents.for_intent(FALLBACK_INTENT),
+        }
     {
         return agent_answer(
             state,
@@ -394,9 +502,13 @@ async fn agent_answer(
     mut completion: Completion,
 ) -> anyhow::Result<Completion> {
     let tenant = &conversation.tenant;
-    completion.intent = prediction.intent.clone();
+    completion.intent = Some(
+        prediction
+            .intent
+            .clone()
+            .unwrap_or_else(|| "abstain".to_owned()),
+    );
     completion.confidence = Some(f64::from(prediction.confidence));
-    let several = router::distinct_intents(&state.intents, text);
     let passages: Vec<Evidence> = match state
         .knowledge
         .search(tenant, text, &agent.knowledge_tags, PASSAGES)
@@ -428,35 +540,21 @@ async fn agent_answer(
                 .recent(conversation.id)
                 .await
                 .unwrap_or_default();
-            match llm_answer::llm_reply(
-                llm,
-                agent,
-                &business,
-                text,
-                prediction.confidence,
-                &recent,
-                &passages,
-                guardrails,
-            )
-            .await
-            {
+            let summary = state
+                .memory
+                .summary(conversation.id)
+                .await
+                .unwrap_or_default();
+            let ask = llm_answer::Ask {
+                question: text,
+                classifier_confidence: prediction.confidence,
+                summary: summary.as_deref(),
+                recent: &recent,
+                passages: &passages,
+            };
+            match llm_answer::llm_reply(llm, agent, &business, ask, guardrails).await {
                 Ok((reply, usage)) => {
-                    let day = jiff::Timestamp::from_millisecond(state.clock.now_ms())
-                        .map(|t| t.strftime("%Y-%m-%d").to_string())
-                        .unwrap_or_default();
-                    if let Err(err) = state
-                        .store
-                        .record_llm_usage(
-                            tenant,
-                            &day,
-                            "agent_answer",
-                            usage.prompt_tokens,
-                            usage.completion_tokens,
-                        )
-                        .await
-                    {
-                        tracing::warn!(error = %err, "could not record token usage");
-                    }
+                    record_usage(state, tenant, "agent_answer", &usage).await;
                     reply
                 }
                 Err(err) => {
@@ -484,12 +582,7 @@ async fn agent_answer(
         factors: factors.clone(),
         sources: serde_json::Value::Array(sources),
     });
-    let reason = if several.len() >= 2 {
-        Some((
-            HandoffReason::MultiIntent,
-            Some(several.into_iter().collect::<Vec<_>>().join(", ")),
-        ))
-    } else if reply.hand_off {
+    let reason = if reply.hand_off {
         Some((
             HandoffReason::LowConfidence,
             Some(format!("confidence {:.2}", reply.factors.confidence)),
@@ -498,8 +591,11 @@ async fn agent_answer(
         None
     };
     if let Some((reason, detail)) = reason {
+        let (summary, lead_facts) = card_extras(state, conversation, text).await;
         let context = json!({
             "reason": reason.as_str(),
+            "summary": summary,
+            "lead_facts": lead_facts,
             "agent": agent.name,
             "intent": prediction.intent,
             "confidence_factors": factors,
@@ -612,16 +708,30 @@ async fn schedule_pick(
     )))
 }
 
-/// Whether the bot should step aside for this message, and why: an explicit ask for a person,
-/// anger or repeated frustration, or a message the classifier could not place.
+/// The intent whose agent answers messages the classifier could not place.
+const FALLBACK_INTENT: &str = "other";
+
+/// The scheduling agent's record on a reply it made with its tool (an offer, a booking).
+fn scheduling_agent(state: &AppState, classifier: Option<f32>) -> Option<AgentMeta> {
+    let agent = state.agents.for_intent("scheduling")?;
+    Some(AgentMeta {
+        agent: agent.name.clone(),
+        factors: json!({"classifier": classifier, "tool": "schedule_visit"}),
+        sources: json!([]),
+    })
+}
+
+/// Whether the bot should step aside for this message, and why (with a detail for staff): an
+/// explicit ask for a person, anger or repeated frustration, several questions for different
+/// agents at once, or a message the classifier could not place when no agent takes those.
 async fn handoff_reason(
     state: &AppState,
     conversation: &ConversationRecord,
     text: &str,
     prediction: &IntentPrediction,
-) -> Option<HandoffReason> {
+) -> Option<(HandoffReason, Option<String>)> {
     if prediction.intent.as_deref() == Some("human_request") || handoff::asks_for_a_person(text) {
-        return Some(HandoffReason::ExplicitRequest);
+        return Some((HandoffReason::ExplicitRequest, None));
     }
     let upset = handoff::upset_level(text);
     if upset > 0 {
@@ -640,13 +750,68 @@ async fn handoff_reason(
             .filter(|t| t.role == TurnRole::Prospect)
             .map(|t| t.text.as_str());
         if handoff::is_frustrated(text, earlier_texts) {
-            return Some(HandoffReason::Frustration);
+            return Some((HandoffReason::Frustration, None));
         }
     }
-    if prediction.intent.is_none() {
-        return Some(HandoffReason::LowConfidence);
+    if let Some(detail) = high_value_lead(state, conversation, text).await {
+        return Some((HandoffReason::HighValue, Some(detail)));
+    }
+    let several = router::distinct_intents(&state.intents, text);
+    if several.len() >= 2 {
+        return Some((
+            HandoffReason::MultiIntent,
+            Some(several.into_iter().collect::<Vec<_>>().join(", ")),
+        ));
+    }
+    if prediction.intent.is_none() && state.agents.for_intent(FALLBACK_INTENT).is_none() {
+        return Some((HandoffReason::LowConfidence, None));
     }
     None
+}
+
+/// When the tenant sets a high-value budget and the lead's budget (stated in this message, or
+/// among the lead's facts) reaches it, the first time in this conversation: the detail for
+/// staff. Amounts in another currency than the leads' are not compared.
+async fn high_value_lead(
+    state: &AppState,
+    conversation: &ConversationRecord,
+    text: &str,
+) -> Option<String> {
+    let threshold = state
+        .config
+        .tenant(&conversation.tenant)?
+        .handoff
+        .high_value_budget?;
+    let currency = &state.leads.config.currency;
+    let stated = crate::leads::money::parse_budget(text, currency);
+    let budget = match stated {
+        Some(budget) => Some(budget),
+        None => match state.store.lead_by_contact(conversation.contact_id).await {
+            Ok(lead) => lead.and_then(|l| l.facts.budget),
+            Err(err) => {
+                tracing::warn!(conversation.id = %conversation.id, error = %err, "could not read the lead for its budget");
+                None
+            }
+        },
+    }?;
+    if budget.currency != *currency || budget.amount < threshold {
+        return None;
+    }
+    let reason = HandoffReason::HighValue.as_str();
+    match state
+        .store
+        .was_handed_off_for(conversation.id, reason)
+        .await
+    {
+        Ok(false) => Some(format!(
+            "budget {budget} (threshold {currency} {threshold})"
+        )),
+        Ok(true) => None,
+        Err(err) => {
+            tracing::warn!(conversation.id = %conversation.id, error = %err, "could not check earlier handoffs");
+            None
+        }
+    }
 }
 
 /// A reply split for its channel, each part checked by the consent gate as it is queued.
@@ -720,14 +885,14 @@ fn mark_read_with_typing(
     });
 }
 
-/// Adds the exchange to the conversation memory. Memory is derived state: a failure is logged,
-/// the conversation goes on.
+/// Adds the exchange to the conversation memory and returns the turns that fell out of its window.
+/// Memory is derived state: a failure is logged, the conversation goes on.
 async fn remember(
     state: &AppState,
     conversation: ConversationId,
     message: &PendingInbound,
     completion: &Completion,
-) {
+) -> Vec<Turn> {
     let mut turns = Vec::new();
     if let Some(text) = message.content.text() {
         turns.push(Turn {
@@ -742,12 +907,17 @@ async fn remember(
         text: r.text.clone(),
         at_ms: now,
     }));
+    let mut dropped = Vec::new();
     for turn in turns {
-        if let Err(err) = state.memory.append(conversation, turn).await {
-            tracing::warn!(conversation.id = %conversation, error = %err, "could not update conversation memory");
-            return;
+        match state.memory.append(conversation, turn).await {
+            Ok(out) => dropped.extend(out),
+            Err(err) => {
+                tracing::warn!(conversation.id = %conversation, error = %err, "could not update conversation memory");
+                break;
+            }
         }
     }
+    dropped
 }
 
 /// The records the exchange produced, built from what the worker holds (no extra reads).

@@ -203,6 +203,25 @@ impl Store {
         Ok(row.map(HandoffRecord::from))
     }
 
+    /// Whether the conversation was ever handed off for `reason` (open or not).
+    #[tracing::instrument(skip_all, fields(conversation.id = %conversation))]
+    pub async fn was_handed_off_for(
+        &self,
+        conversation: ConversationId,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let (n,): (i64,) = on_pool!(self, |pool, Db| {
+            sqlx::query_as(
+                "SELECT COUNT(*) FROM handoffs WHERE conversation_id = $1 AND reason = $2",
+            )
+            .bind(conversation.to_string())
+            .bind(reason)
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(n > 0)
+    }
+
     /// Claims a waiting handoff for `staff_id`: exactly one concurrent claim wins.
     pub async fn claim_handoff(
         &self,

@@ -73,11 +73,16 @@ pub struct RecordedRequest {
     pub body: Value,
 }
 
+/// Computes a reply from the request's JSON body (for answers that depend on the question).
+pub type Responder = Arc<dyn Fn(&Value) -> ScriptedReply + Send + Sync>;
+
 #[derive(Default)]
 struct Script {
     /// Replies for requests whose `response_format.json_schema.name` is the key (used before
     /// the queue, and every time).
     by_schema: std::collections::HashMap<String, ScriptedReply>,
+    /// Like `by_schema`, computed from the request; consulted first.
+    responders: std::collections::HashMap<String, Responder>,
     replies: VecDeque<ScriptedReply>,
     default_reply: Option<ScriptedReply>,
     requests: Vec<RecordedRequest>,
@@ -139,6 +144,18 @@ impl FakeOpenAi {
         self.lock().by_schema.insert(schema.to_owned(), reply);
     }
 
+    /// Answers every request whose JSON schema is named `schema` with what `responder` computes
+    /// from the request body (taking precedence over `set_reply_for_schema`).
+    pub fn set_responder_for_schema(
+        &self,
+        schema: &str,
+        responder: impl Fn(&Value) -> ScriptedReply + Send + Sync + 'static,
+    ) {
+        self.lock()
+            .responders
+            .insert(schema.to_owned(), Arc::new(responder));
+    }
+
     /// The reply used when the queue is empty. Until set, it is a valid completion answering
     /// `{"intent":"out_of_scope","confidence":0.5,"entities":{}}`.
     pub fn set_default_reply(&self, reply: ScriptedReply) {
@@ -193,8 +210,14 @@ async fn answer(
             content_type: header("content-type"),
             body,
         });
+        let responder = schema
+            .as_ref()
+            .and_then(|s| script.responders.get(s).cloned());
         if !is_chat {
             None
+        } else if let Some(responder) = responder {
+            let body = script.requests.last().map(|r| r.body.clone());
+            Some(responder(&body.unwrap_or(Value::Null)))
         } else if let Some(reply) = schema.and_then(|s| script.by_schema.get(&s).cloned()) {
             Some(reply)
         } else {

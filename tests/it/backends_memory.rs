@@ -75,6 +75,7 @@ macro_rules! conformance {
 
 conformance!(
     recent_turns_come_oldest_first_within_the_window,
+    appending_returns_the_turns_that_fell_out_of_the_window,
     a_conversation_never_written_is_empty,
     summary_and_facts_round_trip_and_later_writes_replace_earlier_ones,
     forget_removes_turns_summary_and_facts,
@@ -120,6 +121,16 @@ async fn recent_turns_come_oldest_first_within_the_window(backend: &Backend) {
         memory.recent(c).await.unwrap(),
         vec![turn(3), turn(4), turn(5)]
     );
+}
+
+async fn appending_returns_the_turns_that_fell_out_of_the_window(backend: &Backend) {
+    let memory = backend.memory(settings(2));
+    let c = conversation();
+    assert!(memory.append(c, turn(1)).await.unwrap().is_empty());
+    assert!(memory.append(c, turn(2)).await.unwrap().is_empty());
+    assert_eq!(memory.append(c, turn(3)).await.unwrap(), vec![turn(1)]);
+    assert_eq!(memory.append(c, turn(4)).await.unwrap(), vec![turn(2)]);
+    assert_eq!(memory.recent(c).await.unwrap(), vec![turn(3), turn(4)]);
 }
 
 async fn a_conversation_never_written_is_empty(backend: &Backend) {

@@ -16,6 +16,7 @@ use crate::harness::{
 on_both_backends!(
     a_request_for_a_person_is_queued_claimed_answered_and_released,
     two_claims_race_and_one_wins,
+    a_lead_whose_budget_reaches_the_threshold_goes_to_a_person_once,
 );
 
 async fn say(app: &TestApp, wa_id: &str, wamid: &str, text: &str) {
@@ -481,4 +482,79 @@ async fn a_handoff_alerts_slack_and_the_signed_webhook_without_personal_data() {
         event.webhook_headers["webhook-signature"],
         parley::crm::webhook::sign(&key, id, timestamp, event.raw_body.as_bytes())
     );
+}
+
+async fn a_lead_whose_budget_reaches_the_threshold_goes_to_a_person_once(backends: Backends) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("parley.toml");
+    std::fs::write(&config, "[handoff]\nhigh_value_budget = 20000000\n").unwrap();
+    let app =
+        TestApp::start(Spawn::new(backends).with_env("PARLEY_CONFIG", config.to_str().unwrap()))
+            .await;
+    let token = sales_session(&app, "hv@skyline.example").await;
+
+    // Below the threshold: the bot answers.
+    let modest = "919800001301";
+    say(
+        &app,
+        modest,
+        "wamid.hv.1",
+        "My budget is 1.2 crore, what is the price of a 2 BHK at Skyline Meadows?",
+    )
+    .await;
+    let sends = app.wait_for_texts_to(modest, 1).await;
+    assert!(sends[0].contains("₹1.12 Cr"), "{sends:?}");
+
+    // At or above it: a person, at once, with the budget for staff.
+    let big = "919800001302";
+    say(
+        &app,
+        big,
+        "wamid.hv.2",
+        "We are looking at a 4 BHK at Skyline Heights, budget around 3.5 Cr. What is the price?",
+    )
+    .await;
+    let sends = app.wait_for_texts_to(big, 1).await;
+    assert!(sends[0].contains("in the queue"), "{sends:?}");
+    let handoffs = wait_for_handoffs(&app, &token, 1).await;
+    assert_eq!(handoffs.len(), 1, "{handoffs:?}");
+    assert_eq!(handoffs[0]["reason"], "high_value_lead");
+    assert_eq!(
+        handoffs[0]["conversation_id"],
+        whatsapp_conversation(big).as_str()
+    );
+    let detail = handoffs[0]["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("INR 35000000"), "{detail}");
+
+    // Released back to the bot, the lead's budget (now among its facts) does not hand off again.
+    let id = handoffs[0]["id"].as_str().unwrap().to_owned();
+    let (status, _) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/handoffs/{id}/claim"),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/handoffs/{id}/release"),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    say(
+        &app,
+        big,
+        "wamid.hv.3",
+        "What is the price of a 4 BHK at Skyline Heights?",
+    )
+    .await;
+    let sends = app.wait_for_texts_to(big, 2).await;
+    assert!(sends[1].contains("₹2.95 Cr"), "{sends:?}");
+    let (_, body) = call(&app, "GET", "/api/v1/handoffs", &token, None).await;
+    assert!(body["handoffs"].as_array().unwrap().is_empty(), "{body}");
 }

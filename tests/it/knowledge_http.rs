@@ -11,7 +11,7 @@ use crate::harness::{ADMIN_TOKEN, Backends, Spawn, TestApp};
 const BOUNDARY: &str = "parley-test-boundary";
 
 /// A multipart/form-data body with `file` parts and other text fields.
-fn multipart(files: &[(&str, &[u8])], fields: &[(&str, &str)]) -> Vec<u8> {
+pub(crate) fn multipart(files: &[(&str, &[u8])], fields: &[(&str, &str)]) -> Vec<u8> {
     let mut body = Vec::new();
     for (name, value) in fields {
         body.extend_from_slice(
@@ -40,7 +40,7 @@ fn data(path: &str) -> Vec<u8> {
 }
 
 impl TestApp {
-    async fn upload(&self, body: Vec<u8>, token: Option<&str>) -> reqwest::Response {
+    pub(crate) async fn upload(&self, body: Vec<u8>, token: Option<&str>) -> reqwest::Response {
         let mut request = self
             .http
             .post(self.url("/api/v1/knowledge/documents"))
@@ -55,7 +55,7 @@ impl TestApp {
         request.send().await.unwrap()
     }
 
-    async fn wait_for_job(&self, job_id: &str) -> Value {
+    pub(crate) async fn wait_for_job(&self, job_id: &str) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let job = self

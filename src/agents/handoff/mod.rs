@@ -1,4 +1,5 @@
-//! Handoff to sales staff: the bot steps aside (explicit request, low confidence, frustration),
+//! Handoff to sales staff: the bot steps aside (explicit request, low confidence, several
+//! questions at once, frustration, a high-value lead),
 //! the prospect is told their place in the queue (and again when it improves meaningfully), staff
 //! are alerted, one of them claims the conversation, replies through the consent gate and releases
 //! it back to the bot; a handoff left unclaimed past its SLA is escalated and the prospect told.
@@ -40,7 +41,7 @@ impl HandoffReason {
             HandoffReason::LowConfidence => "low_confidence",
             HandoffReason::MultiIntent => "multi_intent",
             HandoffReason::Frustration => "frustration",
-            HandoffReason::HighValue => "high_value",
+            HandoffReason::HighValue => "high_value_lead",
         }
     }
 }

@@ -24,6 +24,11 @@ pub struct HandoffSettings {
     pub position_text: String,
     /// Told when the SLA passes unclaimed.
     pub escalated_text: String,
+    /// A lead whose stated budget reaches this amount (whole units of the leads' currency,
+    /// `[leads] currency`) is handed to a person at once, once per conversation, with reason
+    /// `high_value_lead`. `PARLEY_HIGH_VALUE_BUDGET` sets it for tenants without their own
+    /// `[tenants.<id>.handoff]`. Off when absent.
+    pub high_value_budget: Option<u64>,
 }
 
 impl Default for HandoffSettings {
@@ -41,6 +46,7 @@ impl Default for HandoffSettings {
             after_hours_text: "I have asked our sales team to take over. They are away now and will reply {opens_at}. You are number {position} in the queue.".to_owned(),
             position_text: "Thank you for waiting: you are now number {position} in the queue.".to_owned(),
             escalated_text: "Sorry for the wait. I have reminded our sales team and someone will be with you as soon as possible.".to_owned(),
+            high_value_budget: None,
         }
     }
 }
@@ -67,6 +73,11 @@ impl HandoffSettings {
             >= crate::consent::parse_clock_time(&self.closes)
         {
             return Err(format!("[{section}] opens must be before closes"));
+        }
+        if self.high_value_budget == Some(0) {
+            return Err(format!(
+                "[{section}] high_value_budget must be above 0 (leave it out to turn it off)"
+            ));
         }
         if self.sla_minutes == 0 {
             return Err(format!("[{section}] sla_minutes must be at least 1"));

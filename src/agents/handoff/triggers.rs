@@ -16,7 +16,9 @@ const HUMAN_PHRASES: &[&str] = &[
     "speak to an agent",
     "connect me to an agent",
     "human agent",
-    "customer care",
+    "talk to customer care",
+    "speak to customer care",
+    "connect me to customer care",
     "call me back",
     "sales executive",
     "your manager",
@@ -105,6 +107,9 @@ mod tests {
         assert!(asks_for_a_person("Can I talk to a human please?"));
         assert!(asks_for_a_person("I want a REAL person"));
         assert!(!asks_for_a_person("Is the project near a metro station?"));
+        assert!(asks_for_a_person("Please connect me to customer care"));
+        // Asking about customer care is a question, not a request for a person.
+        assert!(!asks_for_a_person("How soon does customer care reply?"));
     }
 
     #[test]
