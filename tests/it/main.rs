@@ -21,5 +21,7 @@ mod leads;
 mod store;
 mod twilio;
 mod waha;
+mod webapp;
+mod webapp_browser;
 mod whatsapp;
 mod widget;
