@@ -326,7 +326,7 @@ async fn a_marketer_uploads_markdown_and_pdf_follows_each_file_and_tests_a_quest
         let bar = browser
             .wait_xpath(&format!("//progress[@aria-label='Upload progress of {name}']"))
             .await;
-        assert_eq!(bar.prop("value").await.unwrap().as_deref(), Some("100"));
+        assert_eq!(bar.attr("value").await.unwrap().as_deref(), Some("100"));
     }
 
     // The document list shows the new documents with their version, tags, chunks and status.
