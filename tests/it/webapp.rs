@@ -8,7 +8,9 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE, X_FRAME_OPTIONS};
 use serde_json::{Value, json};
 
-use crate::harness::{ADMIN_TOKEN, TestApp, whatsapp_texts};
+use crate::harness::{ADMIN_TOKEN, Backends, Spawn, TestApp, on_both_backends, whatsapp_texts};
+
+on_both_backends!(conversations_and_leads_are_filtered_and_searched_by_number);
 
 pub const PASSWORD: &str = "a long enough password";
 
@@ -335,9 +337,8 @@ async fn sign_in_is_rate_limited_per_account_and_per_address() {
     assert_eq!(attempt.status, StatusCode::TOO_MANY_REQUESTS);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conversations_and_leads_are_filtered_and_searched_by_number() {
-    let app = TestApp::embedded().await;
+async fn conversations_and_leads_are_filtered_and_searched_by_number(backends: Backends) {
+    let app = TestApp::start(Spawn::new(backends)).await;
     create_staff(&app, "priya@skyline.example", "Priya", "sales").await;
     let session = WebSession::sign_in(&app, "priya@skyline.example").await;
     let waiting = "919800002001";

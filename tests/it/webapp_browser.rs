@@ -386,5 +386,24 @@ async fn a_salesperson_cannot_open_the_knowledge_pages() {
     browser.by_role("heading", "Not allowed").await;
     browser.wait_for_text("does not give access to this page").await;
     assert!(!browser.page_text().await.contains("Upload documents"));
+
+    // At phone width the pages fit the screen: no sideways scrolling.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    for path in ["/inbox", "/conversations", "/leads", "/knowledge"] {
+        browser.open(&app.url(path)).await;
+        browser.button("Sign out").await;
+        let overflow = browser
+            .client
+            .execute(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(
+            overflow.as_i64().unwrap() <= 0,
+            "{path} is wider than a phone by {overflow}px"
+        );
+    }
     browser.finish().await;
 }
