@@ -371,9 +371,9 @@ impl App {
             self.listener,
             router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-            .context("the HTTP server failed")?;
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .context("the HTTP server failed")?;
         tracing::info!("stopped accepting requests; draining");
         work.cancel();
         while let Some(result) = self.tasks.join_next().await {

@@ -49,7 +49,10 @@ pub async fn preview(
     tenant: &TenantId,
     question: &str,
 ) -> Result<Preview, KnowledgeError> {
-    let passages = state.knowledge.search(tenant, question, &[], PASSAGES).await?;
+    let passages = state
+        .knowledge
+        .search(tenant, question, &[], PASSAGES)
+        .await?;
     let prediction = state.intents.detect(question).await;
     let agent = prediction
         .intent

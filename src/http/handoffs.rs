@@ -100,9 +100,10 @@ pub(crate) async fn queue(
             Ok(contact) => state.store.lead_by_contact(contact).await?,
             Err(_) => None,
         };
-        body["lead"] = lead.map_or(Value::Null, |l| {
-            json!({"id": l.id.to_string(), "score": l.score, "tier": l.tier.as_str()})
-        });
+        body["lead"] = lead.map_or(
+            Value::Null,
+            |l| json!({"id": l.id.to_string(), "score": l.score, "tier": l.tier.as_str()}),
+        );
         if let Some(staff_id) = &h.claimed_by {
             if !names.contains_key(staff_id) {
                 let name = state.store.staff_by_id(staff_id).await?.map(|s| s.name);

@@ -17,8 +17,8 @@ use crate::error::AppError;
 use crate::http::ApiJson;
 use crate::http::auth::{Principal, bearer, require_role};
 use crate::staff::{self, MIN_PASSWORD_CHARS, Role, SignIn};
-use crate::webapp::ClientAddr;
 use crate::store::StaffRecord;
+use crate::webapp::ClientAddr;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()

@@ -82,8 +82,7 @@ impl LoginThrottle {
 
     /// A successful sign-in clears the account's failures (not the address's).
     pub fn succeeded(&self, tenant: &str, email: &str) {
-        self.accounts
-            .invalidate(&Self::account_key(tenant, email));
+        self.accounts.invalidate(&Self::account_key(tenant, email));
     }
 }
 

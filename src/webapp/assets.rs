@@ -20,23 +20,23 @@ const CACHE: &str = "public, max-age=300";
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/app/app.css", get(|| async { asset("text/css", CSS) }))
-        .route("/app/app.js", get(|| async { script(APP_JS) }))
-        .route("/app/inbox.js", get(|| async { script(INBOX_JS) }))
-        .route("/app/conversation.js", get(|| async { script(CONVERSATION_JS) }))
-        .route("/app/knowledge.js", get(|| async { script(KNOWLEDGE_JS) }))
+        .route("/app/app.css", get(|| async { asset(STYLE, CSS) }))
+        .route("/app/app.js", get(|| async { asset(SCRIPT, APP_JS) }))
+        .route("/app/inbox.js", get(|| async { asset(SCRIPT, INBOX_JS) }))
+        .route(
+            "/app/conversation.js",
+            get(|| async { asset(SCRIPT, CONVERSATION_JS) }),
+        )
+        .route(
+            "/app/knowledge.js",
+            get(|| async { asset(SCRIPT, KNOWLEDGE_JS) }),
+        )
 }
 
-fn script(body: &'static str) -> Response {
-    asset("text/javascript", body)
-}
+const STYLE: &str = "text/css; charset=utf-8";
+const SCRIPT: &str = "text/javascript; charset=utf-8";
 
-fn asset(kind: &'static str, body: &'static str) -> Response {
-    let content_type = if kind == "text/css" {
-        "text/css; charset=utf-8"
-    } else {
-        "text/javascript; charset=utf-8"
-    };
+fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),

@@ -34,7 +34,10 @@ fn home_of(role: Role) -> &'static str {
     }
 }
 
-async fn start(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, AppError> {
+async fn start(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
     Ok(match session::current(&state, &headers).await? {
         Some(session) => Redirect::to(home_of(session.role)).into_response(),
         None => Redirect::to("/login").into_response(),
@@ -78,7 +81,12 @@ async fn login_form(
     if let Some(session) = session::current(&state, &headers).await? {
         return Ok(Redirect::to(home_of(session.role)).into_response());
     }
-    Ok(form_page(StatusCode::OK, None, "", &safe_next(query.next.as_deref())))
+    Ok(form_page(
+        StatusCode::OK,
+        None,
+        "",
+        &safe_next(query.next.as_deref()),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -118,7 +126,11 @@ async fn login(
     match outcome {
         SignIn::Started { staff, token, .. } => {
             let role = Role::parse(&staff.role).unwrap_or(Role::Sales);
-            let target = if next.is_empty() { home_of(role).to_owned() } else { next };
+            let target = if next.is_empty() {
+                home_of(role).to_owned()
+            } else {
+                next
+            };
             let mut response = Redirect::to(&target).into_response();
             let headers = response.headers_mut();
             headers.append(header::SET_COOKIE, session::session_cookie(&token));
@@ -161,7 +173,10 @@ async fn logout(
             "The form did not carry this page's security token. Reload the page and try again.",
         ));
     }
-    state.store.delete_session(&token_hash(&session.token)).await?;
+    state
+        .store
+        .delete_session(&token_hash(&session.token))
+        .await?;
     tracing::info!(staff.id = %session.staff.id, "signed out");
     let mut response = Redirect::to("/login").into_response();
     response

@@ -193,7 +193,13 @@ mod tests {
     fn the_session_cookie_is_http_only_secure_and_strict() {
         let value = session_cookie("tok");
         let value = value.to_str().unwrap();
-        for part in ["parley_session=tok", "HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        for part in [
+            "parley_session=tok",
+            "HttpOnly",
+            "Secure",
+            "SameSite=Strict",
+            "Path=/",
+        ] {
             assert!(value.contains(part), "{value}");
         }
     }

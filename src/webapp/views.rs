@@ -124,11 +124,14 @@ pub fn handoff(
     claimed_by_name: Option<String>,
 ) -> Value {
     let context = &record.context;
-    let mine = record.status == "claimed"
-        && (record.claimed_by.as_deref() == Some(me) || is_admin);
+    let mine = record.status == "claimed" && (record.claimed_by.as_deref() == Some(me) || is_admin);
     let factors: Vec<(String, Value)> = context["confidence_factors"]
         .as_object()
-        .map(|o| o.iter().map(|(k, v)| (k.replace('_', " "), rounded(v))).collect())
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.replace('_', " "), rounded(v)))
+                .collect()
+        })
         .unwrap_or_default();
     let passages: Vec<Value> = context["passages"]
         .as_array()

@@ -2,8 +2,6 @@
 //! cookie-authenticated API calls, what each role may open, the sign-in rate limit, and the
 //! conversation and lead lists' filters. (The browser scenarios are in `webapp_browser`.)
 
-#![allow(dead_code)]
-
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE, X_FRAME_OPTIONS};
 use serde_json::{Value, json};
@@ -38,7 +36,10 @@ fn client() -> reqwest::Client {
 /// The value of `name="<field>" value="..."` in a page.
 fn hidden(html: &str, field: &str) -> String {
     let marker = format!("name=\"{field}\" value=\"");
-    let start = html.find(&marker).unwrap_or_else(|| panic!("no {field} in {html}")) + marker.len();
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {field} in {html}"))
+        + marker.len();
     html[start..].split('"').next().unwrap().to_owned()
 }
 
@@ -228,7 +229,9 @@ async fn a_form_or_a_cookie_api_call_without_the_csrf_token_is_refused() {
 
     // The API with the cookie: reads work, changes need the header.
     let session = WebSession::sign_in(&app, "priya@skyline.example").await;
-    let (status, body) = session.api("GET", "/api/v1/handoffs", Value::Null, false).await;
+    let (status, body) = session
+        .api("GET", "/api/v1/handoffs", Value::Null, false)
+        .await;
     assert_eq!(status, 200, "{body}");
     let claim = "/api/v1/handoffs/00000000-0000-0000-0000-000000000000/claim";
     let (status, body) = session.api("POST", claim, json!({}), false).await;
@@ -268,7 +271,13 @@ async fn roles_decide_what_each_person_sees_and_may_open() {
             .unwrap()
             .starts_with("text/html")
     );
-    assert!(knowledge.text().await.unwrap().contains("does not give access"));
+    assert!(
+        knowledge
+            .text()
+            .await
+            .unwrap()
+            .contains("does not give access")
+    );
     let (status, _) = sales
         .api("GET", "/api/v1/knowledge/documents", Value::Null, false)
         .await;
@@ -320,7 +329,10 @@ async fn sign_in_is_rate_limited_per_account_and_per_address() {
         .await
         .unwrap();
     assert_eq!(api.status(), 429);
-    assert_eq!(api.json::<Value>().await.unwrap()["error"], "too_many_attempts");
+    assert_eq!(
+        api.json::<Value>().await.unwrap()["error"],
+        "too_many_attempts"
+    );
 
     // Another account from the same address still signs in...
     let attempt = submit_login(&app, "arjun@skyline.example", PASSWORD).await;
@@ -345,7 +357,11 @@ async fn conversations_and_leads_are_filtered_and_searched_by_number(backends: B
     let chatting = "919811112002";
     for (wa, id, text) in [
         (waiting, "wamid.list.1", "I want to talk to a human"),
-        (chatting, "wamid.list.2", "What is the price of a 2 BHK apartment?"),
+        (
+            chatting,
+            "wamid.list.2",
+            "What is the price of a 2 BHK apartment?",
+        ),
     ] {
         let response = app.post_whatsapp(&whatsapp_texts(wa, &[(id, text)])).await;
         assert_eq!(response.status(), 200);
@@ -401,6 +417,56 @@ async fn conversations_and_leads_are_filtered_and_searched_by_number(backends: B
     let lead = lead.text().await.unwrap();
     assert!(lead.contains("Score history"));
     assert!(lead.contains("<td>"), "at least one history row: {lead}");
-    let tier_filtered = session.get("/leads?tier=invalid").await.text().await.unwrap();
+    let tier_filtered = session
+        .get("/leads?tier=invalid")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert_eq!(tier_filtered.matches("<a href=\"/leads/").count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contacts_consent_history_is_shown_and_only_administrators_export_the_ledger() {
+    let app = TestApp::embedded().await;
+    create_staff(&app, "priya@skyline.example", "Priya", "sales").await;
+    create_staff(&app, "root@skyline.example", "Ravi", "admin").await;
+    let wa = "919800002101";
+    let response = app
+        .post_whatsapp(&whatsapp_texts(wa, &[("wamid.consent.1", "STOP")]))
+        .await;
+    assert_eq!(response.status(), 200);
+    app.wait_for_texts_to(wa, 1).await;
+    let conversation = crate::harness::whatsapp_conversation(wa);
+    let contact = app
+        .state
+        .store
+        .conversation(parley::domain::ConversationId::parse(&conversation).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .contact_id;
+
+    let sales = WebSession::sign_in(&app, "priya@skyline.example").await;
+    let page = sales.get(&format!("/contacts/{contact}/consent")).await;
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("opted out"), "{page}");
+    assert!(page.contains("<td>opt out</td>"), "{page}");
+    assert!(!page.contains("consent ledger (CSV)"));
+    let export = sales.get("/api/v1/consent/export").await;
+    assert_eq!(export.status(), 403);
+    assert_eq!(sales.get("/contacts/not-an-id/consent").await.status(), 404);
+
+    let admin = WebSession::sign_in(&app, "root@skyline.example").await;
+    let page = admin
+        .get(&format!("/contacts/{contact}/consent"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("consent ledger (CSV)"));
+    let export = admin.get("/api/v1/consent/export").await;
+    assert_eq!(export.status(), 200);
+    assert!(export.text().await.unwrap().contains("opt_out"));
 }

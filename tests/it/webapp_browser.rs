@@ -27,7 +27,13 @@ async fn sign_in(browser: &Browser, app: &TestApp, email: &str) {
 }
 
 async fn current_path(browser: &Browser) -> String {
-    browser.client.current_url().await.unwrap().path().to_owned()
+    browser
+        .client
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .to_owned()
 }
 
 /// Waits until the page's path starts with `prefix`.
@@ -47,7 +53,9 @@ async fn wait_for_path(browser: &Browser, prefix: &str) -> String {
 }
 
 async fn prospect_says(app: &TestApp, wa: &str, wamid: &str, text: &str) {
-    let response = app.post_whatsapp(&whatsapp_texts(wa, &[(wamid, text)])).await;
+    let response = app
+        .post_whatsapp(&whatsapp_texts(wa, &[(wamid, text)]))
+        .await;
     assert_eq!(response.status(), 200);
 }
 
@@ -67,7 +75,9 @@ async fn a_handoff_appears_live_is_claimed_while_a_colleague_watches_answered_an
     sign_in(&arjun, &app, "arjun@skyline.example").await;
     for browser in [&priya, &arjun] {
         assert_eq!(current_path(browser).await, "/inbox");
-        browser.wait_for_text("Live: the queue updates by itself.").await;
+        browser
+            .wait_for_text("Live: the queue updates by itself.")
+            .await;
         browser.wait_for_text("Nobody is waiting.").await;
     }
 
@@ -89,7 +99,13 @@ async fn a_handoff_appears_live_is_claimed_while_a_colleague_watches_answered_an
     let handoff_id = path.trim_start_matches("/inbox/").to_owned();
     arjun.wait_for_text("Claimed by Priya").await;
     assert!(
-        arjun.by_role("row", "Asha").await.text().await.unwrap().contains("Open"),
+        arjun
+            .by_role("row", "Asha")
+            .await
+            .text()
+            .await
+            .unwrap()
+            .contains("Open"),
         "a claimed handoff can no longer be claimed"
     );
 
@@ -102,7 +118,10 @@ async fn a_handoff_appears_live_is_claimed_while_a_colleague_watches_answered_an
         .await
         .unwrap();
     assert!(history.contains("I want to talk to a human"), "{history}");
-    assert!(history.contains("Prospect") && history.contains("Bot"), "{history}");
+    assert!(
+        history.contains("Prospect") && history.contains("Bot"),
+        "{history}"
+    );
     let card = priya
         .wait_xpath("//aside[@aria-label='Context card']")
         .await
@@ -136,7 +155,9 @@ async fn a_handoff_appears_live_is_claimed_while_a_colleague_watches_answered_an
     assert!(!sent.text().await.unwrap().is_empty());
 
     // Release, with a note: back to the inbox, which is empty again for both.
-    priya.fill("Note for the record", "Sent the price list; call tomorrow").await;
+    priya
+        .fill("Note for the record", "Sent the price list; call tomorrow")
+        .await;
     priya.click("Release to bot").await;
     wait_for_path(&priya, "/inbox").await;
     priya.wait_for_text("Nobody is waiting.").await;
@@ -211,10 +232,15 @@ async fn outside_the_24_hour_window_the_reply_box_explains_and_offers_an_approve
     );
     browser.wait_for_text("a reminder about your visit").await;
     browser
-        .fill("Template parameters (one per line)", "Asha\nSkyline Meadows")
+        .fill(
+            "Template parameters (one per line)",
+            "Asha\nSkyline Meadows",
+        )
         .await;
     browser.click("Send template").await;
-    browser.wait_for_text("Sent to the prospect's channel.").await;
+    browser
+        .wait_for_text("Sent to the prospect's channel.")
+        .await;
     let sends = app.wait_for_sends_to(wa, 2).await;
     let last = sends.last().unwrap();
     assert_eq!(last["type"], "template");
@@ -224,7 +250,9 @@ async fn outside_the_24_hour_window_the_reply_box_explains_and_offers_an_approve
         json!([{"type": "text", "text": "Asha"}, {"type": "text", "text": "Skyline Meadows"}])
     );
     assert!(
-        !app.texts_sent_to(wa).iter().any(|t| t == "Are you still interested?"),
+        !app.texts_sent_to(wa)
+            .iter()
+            .any(|t| t == "Are you still interested?"),
         "the refused text never left"
     );
     browser.finish().await;
@@ -324,7 +352,9 @@ async fn a_marketer_uploads_markdown_and_pdf_follows_each_file_and_tests_a_quest
     );
     for name in ["orchid-amenities.md", "price-list.pdf", "malformed.pdf"] {
         let bar = browser
-            .wait_xpath(&format!("//progress[@aria-label='Upload progress of {name}']"))
+            .wait_xpath(&format!(
+                "//progress[@aria-label='Upload progress of {name}']"
+            ))
             .await;
         assert_eq!(bar.attr("value").await.unwrap().as_deref(), Some("100"));
     }
@@ -384,7 +414,9 @@ async fn a_salesperson_cannot_open_the_knowledge_pages() {
     assert!(nav.contains("Inbox") && !nav.contains("Knowledge"), "{nav}");
     browser.open(&app.url("/knowledge")).await;
     browser.by_role("heading", "Not allowed").await;
-    browser.wait_for_text("does not give access to this page").await;
+    browser
+        .wait_for_text("does not give access to this page")
+        .await;
     assert!(!browser.page_text().await.contains("Upload documents"));
 
     // At phone width the pages fit the screen: no sideways scrolling.
