@@ -80,13 +80,14 @@ async fn page(
         .config
         .tenant(&tenant_id)
         .ok_or_else(|| AppError::not_found(format!("no tenant `{tenant_id}`")))?;
-    let html = render_page(tenant_id.as_str(), &tenant.name).map_err(|e| {
-        AppError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "widget_unavailable",
-            format!("the widget page could not be rendered: {e}"),
-        )
-    })?;
+    let html = render_page(tenant_id.as_str(), &tenant.name)
+        .map_err(|e| {
+            AppError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "widget_unavailable",
+                format!("the widget page could not be rendered: {e}"),
+            )
+        })?;
     let mut response = Html(html).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -110,12 +111,11 @@ fn render_page(tenant: &str, business: &str) -> Result<String, minijinja::Error>
         "You are chatting with {business}'s assistant; a person can take over. Messages are kept \
          to answer you. Type STOP at any time to stop messages, START to resume."
     );
-    env.get_template("widget.html")?
-        .render(minijinja::context! {
-            tenant => tenant,
-            business => business,
-            consent_line => consent_line,
-        })
+    env.get_template("widget.html")?.render(minijinja::context! {
+        tenant => tenant,
+        business => business,
+        consent_line => consent_line,
+    })
 }
 
 #[cfg(test)]
