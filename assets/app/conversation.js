@@ -86,6 +86,13 @@
     }
     replyStatus.textContent = '';
     if (result.status === 409 && result.data && result.data.status === 'blocked') {
+      // The refusal is recorded on the message: show it in the history as not sent.
+      if (body.text && result.data.message_id) {
+        upsert({
+          id: result.data.message_id, author: 'staff', direction: 'outbound', status: 'blocked',
+          text: body.text, created_at: new Date().toISOString(),
+        });
+      }
       refusalText.textContent = result.data.message;
       if (pickTemplate) pickTemplate.hidden = result.data.error !== 'outside_service_window';
       refusal.hidden = false;

@@ -86,7 +86,17 @@
       live.textContent = 'Live: the queue updates by itself.';
       load(); // catch up on anything missed while connecting
     });
-    source.addEventListener('handoff', () => load());
+    source.addEventListener('handoff', (event) => {
+      // Screen readers hear new arrivals; the table is reloaded for every change.
+      try {
+        const change = JSON.parse(event.data);
+        if (change.event === 'opened') {
+          const name = (change.handoff.contact && change.handoff.contact.name) || 'Someone';
+          live.textContent = 'Live: ' + name + ' is waiting for a person.';
+        }
+      } catch (_) { /* the reload below shows the change anyway */ }
+      load();
+    });
     source.addEventListener('error', () => {
       live.textContent = 'Reconnecting…';
     });

@@ -2,7 +2,7 @@
 //! token the API hands out at `/api/v1/auth/login`. [`Session`] extracts the signed-in staff
 //! member for pages (a visitor without one is sent to the sign-in page); [`api_cookie_auth`] lets
 //! the JSON API accept the cookie too, turning it into the bearer token the API already checks,
-//! but only with the CSRF header on anything that changes state.
+//! but for anything that changes state only together with the CSRF header.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -120,21 +120,51 @@ impl FromRequestParts<Arc<AppState>> for Session {
     }
 }
 
-/// The client's address, when the server knows it.
+/// The client's address, when the server knows it: the TCP peer, or behind one of the
+/// configured trusted proxies (`PARLEY_TRUSTED_PROXIES`), the address that proxy forwarded for.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub Option<IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<Arc<AppState>> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let forwarded: Vec<&str> = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        Ok(ClientAddr(peer.map(|peer| {
+            client_ip(peer, &forwarded, &state.config.trusted_proxies)
+        })))
     }
+}
+
+/// The client behind `peer`: `peer` itself unless it is a trusted proxy, else the right-most
+/// `X-Forwarded-For` address that is not a trusted proxy (what a client writes further left
+/// cannot be trusted).
+pub fn client_ip(peer: IpAddr, forwarded_for: &[&str], trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = forwarded_for
+        .iter()
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse().ok())
+        .collect();
+    hops.iter()
+        .rev()
+        .find(|hop| !trusted.contains(hop))
+        .copied()
+        .unwrap_or(peer)
 }
 
 fn is_safe(method: &Method) -> bool {
@@ -143,8 +173,10 @@ fn is_safe(method: &Method) -> bool {
 
 /// Middleware: a request to `/api/v1/` without an `Authorization` header but with the session
 /// cookie is authenticated by that cookie, as if it carried the session's bearer token. A
-/// state-changing one must also carry the session's CSRF token in `X-CSRF-Token`, or it is
-/// refused (403) before any handler runs.
+/// state-changing one is authenticated only when it also carries the session's CSRF token in
+/// `X-CSRF-Token`: without the header it goes on anonymous (so public endpoints such as the web
+/// chat's keep working for a signed-in person on the same site, and protected ones answer 401),
+/// and with a wrong one it is refused (403) before any handler runs.
 pub async fn api_cookie_auth(mut request: Request, next: Next) -> Response {
     let headers = request.headers();
     let applies = request.uri().path().starts_with("/api/v1/")
@@ -156,12 +188,14 @@ pub async fn api_cookie_auth(mut request: Request, next: Next) -> Response {
         return next.run(request).await;
     };
     if !is_safe(request.method()) {
-        let given = headers.get(csrf::HEADER).and_then(|v| v.to_str().ok());
-        if !csrf::matches(&csrf::token_for(&token), given) {
+        let Some(given) = headers.get(csrf::HEADER) else {
+            return next.run(request).await;
+        };
+        if !csrf::matches(&csrf::token_for(&token), given.to_str().ok()) {
             return AppError::new(
                 axum::http::StatusCode::FORBIDDEN,
                 "csrf",
-                "a request signed in by cookie must carry the page's X-CSRF-Token header",
+                "the X-CSRF-Token header does not match this session; reload the page",
             )
             .into_response();
         }
@@ -187,6 +221,25 @@ mod tests {
         assert_eq!(cookie(&headers, COOKIE), Some("abc"));
         assert_eq!(cookie(&headers, "b"), Some("2"));
         assert_eq!(cookie(&headers, "missing"), None);
+    }
+
+    #[test]
+    fn only_a_trusted_proxy_may_name_the_client() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let client: IpAddr = "203.0.113.7".parse().unwrap();
+        let stranger: IpAddr = "198.51.100.9".parse().unwrap();
+        // Not behind a trusted proxy: the header is ignored.
+        assert_eq!(client_ip(stranger, &["203.0.113.7"], &[proxy]), stranger);
+        // Behind it: the right-most address the proxy did not add itself.
+        assert_eq!(
+            client_ip(proxy, &["1.2.3.4, 203.0.113.7"], &[proxy]),
+            client
+        );
+        assert_eq!(
+            client_ip(proxy, &["203.0.113.7, 10.0.0.1"], &[proxy]),
+            client
+        );
+        assert_eq!(client_ip(proxy, &[], &[proxy]), proxy);
     }
 
     #[test]

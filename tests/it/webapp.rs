@@ -234,18 +234,29 @@ async fn a_form_or_a_cookie_api_call_without_the_csrf_token_is_refused() {
         .await;
     assert_eq!(status, 200, "{body}");
     let claim = "/api/v1/handoffs/00000000-0000-0000-0000-000000000000/claim";
+    // Without the header the cookie does not authenticate a change: the call is anonymous.
     let (status, body) = session.api("POST", claim, json!({}), false).await;
-    assert_eq!(status, 403, "{body}");
-    assert_eq!(body["error"], "csrf");
+    assert_eq!(status, 401, "{body}");
     let (status, body) = session.api("POST", claim, json!({}), true).await;
     assert_eq!(status, 404, "past the CSRF check: {body}");
-    // A token from another session does not do either.
+    // A token that is not this session's is refused outright.
     let other = WebSession {
         csrf: "0".repeat(64),
         ..WebSession::sign_in(&app, "priya@skyline.example").await
     };
-    let (status, _) = other.api("POST", claim, json!({}), true).await;
-    assert_eq!(status, 403);
+    let (status, body) = other.api("POST", claim, json!({}), true).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], "csrf");
+    // Public endpoints keep working for someone signed in (the web chat on the same site).
+    let (status, body) = session
+        .api(
+            "POST",
+            "/api/v1/web/messages",
+            json!({"tenant": "default", "visitor_id": "visitor-csrf-test-0001", "text": "Hello"}),
+            false,
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

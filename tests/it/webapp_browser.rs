@@ -224,6 +224,10 @@ async fn outside_the_24_hour_window_the_reply_box_explains_and_offers_an_approve
         .wait_xpath("//*[@role='alert' and contains(., 'more than 24 hours')]")
         .await;
     assert!(alert.text().await.unwrap().contains("approved template"));
+    // The refused message is in the history, marked as not sent.
+    browser
+        .wait_xpath("//ol[@aria-label='Conversation']/li[contains(., 'Are you still interested?')]//*[@aria-label='Not sent']")
+        .await;
     browser.click("Pick an approved template").await;
     let template = browser.field("Template").await;
     assert_eq!(
