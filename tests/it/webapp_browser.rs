@@ -83,6 +83,7 @@ async fn a_handoff_appears_live_is_claimed_while_a_colleague_watches_answered_an
 
     // The prospect asks for a person: both open inboxes show it without a reload.
     let wa = "919800007001";
+    let asked = std::time::Instant::now();
     prospect_says(&app, wa, "wamid.inbox.1", "I want to talk to a human").await;
     for browser in [&priya, &arjun] {
         let row = browser.by_role("row", "Asha").await;
@@ -91,13 +92,15 @@ async fn a_handoff_appears_live_is_claimed_while_a_colleague_watches_answered_an
         assert!(text.contains("explicit request"), "{text}");
         assert!(text.contains("Waiting (#1)"), "{text}");
     }
-    let live_at = started.elapsed();
+    let live_after = asked.elapsed();
 
     // Priya claims it; Arjun's inbox shows the claim as it happens.
+    let claimed = std::time::Instant::now();
     priya.click("Claim").await;
+    arjun.wait_for_text("Claimed by Priya").await;
+    let claim_seen_after = claimed.elapsed();
     let path = wait_for_path(&priya, "/inbox/").await;
     let handoff_id = path.trim_start_matches("/inbox/").to_owned();
-    arjun.wait_for_text("Claimed by Priya").await;
     assert!(
         arjun
             .by_role("row", "Asha")
@@ -169,7 +172,8 @@ async fn a_handoff_appears_live_is_claimed_while_a_colleague_watches_answered_an
         Some("Sent the price list; call tomorrow")
     );
     eprintln!(
-        "inbox scenario: handoff visible after {live_at:?}, whole scenario {:?}",
+        "inbox scenario: webhook to both inboxes {live_after:?}, claim to the colleague's inbox \
+         {claim_seen_after:?}, whole scenario {:?}",
         started.elapsed()
     );
     priya.finish().await;
