@@ -11,6 +11,7 @@
   const me = rows.dataset.me;
   let handoffs = [];
   let loadedAt = Date.now();
+  let shown = null;
 
   function showProblem(text) {
     problem.textContent = text;
@@ -77,7 +78,15 @@
     showProblem('');
     handoffs = result.data.handoffs;
     loadedAt = Date.now();
-    render();
+    // Rebuild the rows only when the queue changed, so a button someone is about to press (or
+    // has focused with the keyboard) is not replaced under them.
+    const signature = JSON.stringify(handoffs.map((h) => [
+      h.id, h.status, h.position, h.claimed_by, h.claimed_by_name, h.lead, h.reason, h.detail,
+    ]));
+    if (signature !== shown) {
+      shown = signature;
+      render();
+    }
   }
 
   function connect() {

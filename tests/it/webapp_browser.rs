@@ -17,6 +17,10 @@ use crate::browser::{Browser, PATIENCE};
 use crate::harness::{Backends, Spawn, TestApp, whatsapp_texts};
 use crate::webapp::{PASSWORD, create_staff};
 
+/// One of these scenarios at a time: each drives one or two Chromium processes, and the machines
+/// running the suite have few cores to share with the rest of it.
+static ONE_AT_A_TIME: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// Signs in through the form.
 async fn sign_in(browser: &Browser, app: &TestApp, email: &str) {
     browser.open(&app.url("/login")).await;
@@ -61,6 +65,7 @@ async fn prospect_says(app: &TestApp, wa: &str, wamid: &str, text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handoff_appears_live_is_claimed_while_a_colleague_watches_answered_and_released() {
+    let _turn = ONE_AT_A_TIME.acquire().await.unwrap();
     let Some(priya) = Browser::start("webapp-inbox-priya").await else {
         return;
     };
@@ -196,6 +201,7 @@ body = "Hi {{1}}, a reminder about your visit to {{2}}."
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outside_the_24_hour_window_the_reply_box_explains_and_offers_an_approved_template() {
+    let _turn = ONE_AT_A_TIME.acquire().await.unwrap();
     let Some(browser) = Browser::start("webapp-window-template").await else {
         return;
     };
@@ -219,6 +225,9 @@ async fn outside_the_24_hour_window_the_reply_box_explains_and_offers_an_approve
     clock.advance_ms(25 * 60 * 60 * 1000);
 
     sign_in(&browser, &app, "priya@skyline.example").await;
+    browser
+        .wait_for_text("Live: the queue updates by itself.")
+        .await;
     browser.by_role("row", "Asha").await;
     browser.click("Claim").await;
     wait_for_path(&browser, "/inbox/").await;
@@ -292,6 +301,7 @@ async fn upload_statuses(browser: &Browser) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_marketer_uploads_markdown_and_pdf_follows_each_file_and_tests_a_question() {
+    let _turn = ONE_AT_A_TIME.acquire().await.unwrap();
     let Some(browser) = Browser::start("webapp-knowledge").await else {
         return;
     };
@@ -407,6 +417,7 @@ async fn a_marketer_uploads_markdown_and_pdf_follows_each_file_and_tests_a_quest
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_salesperson_cannot_open_the_knowledge_pages() {
+    let _turn = ONE_AT_A_TIME.acquire().await.unwrap();
     let Some(browser) = Browser::start("webapp-sales-no-knowledge").await else {
         return;
     };
