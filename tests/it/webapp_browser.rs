@@ -2,7 +2,8 @@
 //! reaches the open inbox live; a salesperson claims it while a colleague watches the claim
 //! happen, replies (the fake Graph API receives exactly that text for that number) and releases
 //! it; outside WhatsApp's 24-hour window the reply box offers an approved template; a marketer
-//! uploads Markdown and PDF files, follows their progress and errors, and tests a question; a
+//! uploads Markdown and PDF files, follows their progress and errors, tests a question, replaces
+//! and deletes documents; a
 //! salesperson cannot open the knowledge manager. Each browser keeps a screenshot of its final
 //! state under `target/browser-screenshots/`.
 
@@ -300,7 +301,7 @@ async fn upload_statuses(browser: &Browser) -> Vec<(String, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_marketer_uploads_markdown_and_pdf_follows_each_file_and_tests_a_question() {
+async fn a_marketer_uploads_markdown_and_pdf_follows_each_file_tests_a_question_replaces_and_deletes() {
     let _turn = ONE_AT_A_TIME.acquire().await.unwrap();
     let Some(browser) = Browser::start("webapp-knowledge").await else {
         return;
@@ -412,6 +413,51 @@ async fn a_marketer_uploads_markdown_and_pdf_follows_each_file_and_tests_a_quest
         .await;
     browser.click("Ask").await;
     browser.wait_for_text("price-list.pdf (page 2)").await;
+
+    // Replace: a new file uploaded as a new version of the document, which answers at once.
+    let dir = tempfile::tempdir().unwrap();
+    let revised = dir.path().join("orchid-revised.md");
+    std::fs::write(
+        &revised,
+        MARKDOWN.replace("from 6 am to 10 pm", "from 5 am to 11 pm"),
+    )
+    .unwrap();
+    browser
+        .field("New version of orchid-amenities.md")
+        .await
+        .send_keys(&revised.display().to_string())
+        .await
+        .unwrap();
+    browser
+        .wait_xpath(
+            "//table[@aria-label='Documents']//tr[td[1][normalize-space(.)='orchid-amenities.md'] and td[2][normalize-space(.)='2']]",
+        )
+        .await;
+    browser
+        .fill("Question", "When is the saltwater lap pool open?")
+        .await;
+    browser.click("Ask").await;
+    browser.wait_for_text("from 5 am to 11 pm").await;
+    assert!(!browser.page_text().await.contains("from 6 am to 10 pm"));
+
+    // Delete, after confirming: the document leaves the list.
+    browser.click("Delete malformed.pdf").await;
+    browser.client.accept_alert().await.unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while browser
+        .client
+        .find(Locator::XPath(
+            "//table[@aria-label='Documents']//td[normalize-space(.)='malformed.pdf']",
+        ))
+        .await
+        .is_ok()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "malformed.pdf was never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     browser.finish().await;
 }
 
