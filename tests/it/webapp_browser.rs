@@ -3,9 +3,9 @@
 //! happen, replies (the fake Graph API receives exactly that text for that number) and releases
 //! it; outside WhatsApp's 24-hour window the reply box offers an approved template; a marketer
 //! uploads Markdown and PDF files, follows their progress and errors, tests a question, replaces
-//! and deletes documents; a
-//! salesperson cannot open the knowledge manager. Each browser keeps a screenshot of its final
-//! state under `target/browser-screenshots/`.
+//! and deletes documents; a salesperson cannot open the knowledge manager, and the pages fit a
+//! phone's width. Each browser keeps a screenshot of its final state under
+//! `target/browser-screenshots/`.
 
 use std::sync::Arc;
 use std::time::Duration;
