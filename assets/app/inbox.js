@@ -99,10 +99,14 @@
       // Screen readers hear new arrivals; the table is reloaded for every change.
       try {
         const change = JSON.parse(event.data);
-        if (change.event === 'opened') {
-          const name = (change.handoff.contact && change.handoff.contact.name) || 'Someone';
-          live.textContent = 'Live: ' + name + ' is waiting for a person.';
-        }
+        const name = (change.handoff.contact && change.handoff.contact.name) || 'someone';
+        const said = {
+          opened: name + ' is waiting for a person.',
+          claimed: name + '’s conversation was claimed.',
+          released: name + '’s conversation went back to the bot.',
+          escalated: name + ' has waited longer than the target time.',
+        }[change.event];
+        if (said) live.textContent = 'Live: ' + said;
       } catch (_) { /* the reload below shows the change anyway */ }
       load();
     });

@@ -105,6 +105,7 @@ async fn a_handoff_appears_live_is_claimed_while_a_colleague_watches_answered_an
     priya.click("Claim").await;
     arjun.wait_for_text("Claimed by Priya").await;
     let claim_seen_after = claimed.elapsed();
+    arjun.screenshot("claim-seen").await;
     let path = wait_for_path(&priya, "/inbox/").await;
     let handoff_id = path.trim_start_matches("/inbox/").to_owned();
     assert!(
@@ -162,6 +163,7 @@ async fn a_handoff_appears_live_is_claimed_while_a_colleague_watches_answered_an
         ))
         .await;
     assert!(!sent.text().await.unwrap().is_empty());
+    priya.screenshot("replied").await;
 
     // Release, with a note: back to the inbox, which is empty again for both.
     priya
