@@ -52,11 +52,21 @@ fn safe_next(next: Option<&str>) -> String {
 }
 
 #[derive(Debug, Deserialize)]
-struct NextQuery {
+struct LoginQuery {
     next: Option<String>,
+    /// The business to sign in to, for accounts of a tenant other than `default`.
+    tenant: Option<String>,
 }
 
-fn form_page(status: StatusCode, error: Option<&str>, email: &str, next: &str) -> Response {
+/// What the sign-in form shows and carries along.
+struct FormState<'a> {
+    error: Option<&'a str>,
+    email: &'a str,
+    next: &'a str,
+    tenant: Option<&'a str>,
+}
+
+fn form_page(status: StatusCode, form: FormState<'_>) -> Response {
     let token = csrf::random_token();
     let mut response = page(
         status,
@@ -64,7 +74,10 @@ fn form_page(status: StatusCode, error: Option<&str>, email: &str, next: &str) -
         "login.html",
         "Sign in",
         "/login",
-        minijinja::context! { error => error, email => email, next => next, login_csrf => token },
+        minijinja::context! {
+            error => form.error, email => form.email, next => form.next, tenant => form.tenant,
+            login_csrf => token,
+        },
     );
     response.headers_mut().append(
         header::SET_COOKIE,
@@ -76,16 +89,20 @@ fn form_page(status: StatusCode, error: Option<&str>, email: &str, next: &str) -
 async fn login_form(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(query): Query<NextQuery>,
+    Query(query): Query<LoginQuery>,
 ) -> Result<Response, AppError> {
     if let Some(session) = session::current(&state, &headers).await? {
         return Ok(Redirect::to(home_of(session.role)).into_response());
     }
+    let next = safe_next(query.next.as_deref());
     Ok(form_page(
         StatusCode::OK,
-        None,
-        "",
-        &safe_next(query.next.as_deref()),
+        FormState {
+            error: None,
+            email: "",
+            next: &next,
+            tenant: query.tenant.as_deref(),
+        },
     ))
 }
 
@@ -95,6 +112,7 @@ struct LoginForm {
     password: String,
     csrf: Option<String>,
     next: Option<String>,
+    tenant: Option<String>,
 }
 
 async fn login(
@@ -104,22 +122,38 @@ async fn login(
     Form(form): Form<LoginForm>,
 ) -> Result<Response, AppError> {
     let next = safe_next(form.next.as_deref());
+    let tenant_raw = form.tenant.as_deref().filter(|t| !t.is_empty());
+    let again = |status, error| {
+        form_page(
+            status,
+            FormState {
+                error: Some(error),
+                email: &form.email,
+                next: &next,
+                tenant: tenant_raw,
+            },
+        )
+    };
     let expected = session::cookie(&headers, csrf::LOGIN_COOKIE).unwrap_or("");
     if !csrf::matches(expected, form.csrf.as_deref()) {
-        return Ok(form_page(
+        return Ok(again(
             StatusCode::FORBIDDEN,
-            Some("The form expired or did not come from this site. Please sign in again."),
-            &form.email,
-            &next,
+            "The form expired or did not come from this site. Please sign in again.",
         ));
     }
+    let Ok(tenant) = tenant_raw.map_or(Ok(TenantId::default_tenant()), TenantId::parse) else {
+        return Ok(again(
+            StatusCode::BAD_REQUEST,
+            "That business is not known here.",
+        ));
+    };
     let outcome = staff::sign_in(
         &state.store,
         &state.login_throttle,
         state.clock.now_ms(),
-        &TenantId::default_tenant(),
+        &tenant,
         &form.email,
-        form.password,
+        form.password.clone(),
         address,
     )
     .await?;
@@ -129,7 +163,7 @@ async fn login(
             let target = if next.is_empty() {
                 home_of(role).to_owned()
             } else {
-                next
+                next.clone()
             };
             let mut response = Redirect::to(&target).into_response();
             let headers = response.headers_mut();
@@ -140,17 +174,10 @@ async fn login(
             );
             Ok(response)
         }
-        SignIn::Refused => Ok(form_page(
-            StatusCode::UNAUTHORIZED,
-            Some("Wrong email or password."),
-            &form.email,
-            &next,
-        )),
-        SignIn::Throttled => Ok(form_page(
+        SignIn::Refused => Ok(again(StatusCode::UNAUTHORIZED, "Wrong email or password.")),
+        SignIn::Throttled => Ok(again(
             StatusCode::TOO_MANY_REQUESTS,
-            Some("Too many failed sign-ins. Wait 15 minutes and try again."),
-            &form.email,
-            &next,
+            "Too many failed sign-ins. Wait 15 minutes and try again.",
         )),
     }
 }

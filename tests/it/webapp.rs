@@ -481,3 +481,95 @@ async fn a_contacts_consent_history_is_shown_and_only_administrators_export_the_
     assert_eq!(export.status(), 200);
     assert!(export.text().await.unwrap().contains("opt_out"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_of_another_business_sign_in_to_it_and_see_only_its_conversations() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("parley.toml");
+    std::fs::write(&config, "[tenants.acme]\nname = \"Acme Homes\"\n").unwrap();
+    let app = TestApp::start(
+        Spawn::new(Backends::Embedded).with_env("PARLEY_CONFIG", &config.display().to_string()),
+    )
+    .await;
+    let response = app
+        .http
+        .post(app.url("/api/v1/staff"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(
+            &json!({"email": "sam@acme.example", "name": "Sam", "role": "sales",
+                      "password": PASSWORD, "tenant": "acme"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let wa = "919800002201";
+    let said = app
+        .post_whatsapp(&whatsapp_texts(
+            wa,
+            &[("wamid.tenant.1", "I want to talk to a human")],
+        ))
+        .await;
+    assert_eq!(said.status(), 200);
+    app.wait_for_texts_to(wa, 1).await;
+
+    // The form for Acme carries its tenant; without it the account is not found.
+    let http = client();
+    let form = http
+        .get(app.url("/login?tenant=acme"))
+        .send()
+        .await
+        .unwrap();
+    let (login_cookie, _) = set_cookie(&form, "parley_login_csrf").unwrap();
+    let html = form.text().await.unwrap();
+    assert_eq!(hidden(&html, "tenant"), "acme");
+    let token = hidden(&html, "csrf");
+    let post = |tenant: Option<&'static str>| {
+        let mut fields = vec![
+            ("email", "sam@acme.example".to_owned()),
+            ("password", PASSWORD.to_owned()),
+            ("csrf", token.clone()),
+        ];
+        if let Some(tenant) = tenant {
+            fields.push(("tenant", tenant.to_owned()));
+        }
+        http.post(app.url("/login"))
+            .header("cookie", &login_cookie)
+            .form(&fields)
+            .send()
+    };
+    assert_eq!(post(None).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let signed_in = post(Some("acme")).await.unwrap();
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let (cookie, _) = set_cookie(&signed_in, "parley_session").unwrap();
+
+    // The default business's handoff and conversation are not Acme's.
+    let handoffs: Value = http
+        .get(app.url("/api/v1/handoffs"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(handoffs["handoffs"], json!([]));
+    let list = http
+        .get(app.url("/conversations"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(list.contains("No conversation matches"), "{list}");
+    let conversation = crate::harness::whatsapp_conversation(wa);
+    let page = http
+        .get(app.url(&format!("/conversations/{conversation}")))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 404);
+}
