@@ -47,10 +47,33 @@
     fresh.scrollIntoView({ block: 'nearest' });
   }
 
+  // Reads the whole history again: after a reconnection (nothing missed while the stream was
+  // down) and every few seconds for delivery receipts (delivered, read), which are not streamed.
+  let refreshing = false;
+  async function refresh() {
+    if (refreshing || document.hidden) return;
+    refreshing = true;
+    const result = await api('GET', '/api/v1/conversations/' + encodeURIComponent(conversation) + '/messages');
+    refreshing = false;
+    if (!result.ok) return;
+    for (const m of result.data.messages) {
+      const shown = list.querySelector('li[data-id="' + CSS.escape(m.id) + '"]');
+      const tick = shown && shown.querySelector('.tick');
+      const changed = !shown || (m.direction === 'outbound' && (tick ? tick.title : '') !== m.status);
+      if (changed) upsert(m);
+    }
+  }
+
   const source = new EventSource('/conversations/' + encodeURIComponent(conversation) + '/live');
+  let opened = false;
+  source.addEventListener('open', () => {
+    if (opened) refresh();
+    opened = true;
+  });
   source.addEventListener('message', (event) => {
     try { upsert(JSON.parse(event.data)); } catch (_) { /* a malformed event is skipped */ }
   });
+  setInterval(refresh, 5000);
 
   const claimButton = document.getElementById('claim');
   if (claimButton) {

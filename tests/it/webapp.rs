@@ -572,4 +572,11 @@ async fn staff_of_another_business_sign_in_to_it_and_see_only_its_conversations(
         .await
         .unwrap();
     assert_eq!(page.status(), 404);
+    let api = http
+        .get(app.url(&format!("/api/v1/conversations/{conversation}/messages")))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 404);
 }

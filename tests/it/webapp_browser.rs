@@ -15,7 +15,7 @@ use parley::domain::ManualClock;
 use serde_json::json;
 
 use crate::browser::{Browser, PATIENCE};
-use crate::harness::{Backends, Spawn, TestApp, whatsapp_texts};
+use crate::harness::{Backends, PHONE_NUMBER_ID, Spawn, TestApp, whatsapp_texts};
 use crate::webapp::{PASSWORD, create_staff};
 
 /// One of these scenarios at a time: each drives one or two Chromium processes, and the machines
@@ -163,6 +163,24 @@ async fn a_handoff_appears_live_is_claimed_while_a_colleague_watches_answered_an
         ))
         .await;
     assert!(!sent.text().await.unwrap().is_empty());
+    // WhatsApp reports the reply read: the tick turns to "Read" without a reload.
+    let wamid = app
+        .graph
+        .sent_messages()
+        .iter()
+        .filter(|r| r.body["text"]["body"] == reply)
+        .find_map(|r| r.wamid.clone())
+        .expect("the reply's message id");
+    let receipt = format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"1","phone_number_id":"{PHONE_NUMBER_ID}"}},"statuses":[{{"id":"{wamid}","status":"read","timestamp":"1700000100","recipient_id":"{wa}"}}]}}}}]}}]}}"#
+    );
+    assert_eq!(app.post_whatsapp(receipt.as_bytes()).await.status(), 200);
+    priya
+        .wait_xpath(&format!(
+            "//ol[@aria-label='Conversation']/li[contains(., {})]//*[@aria-label='Read']",
+            crate::browser::xpath_literal(reply)
+        ))
+        .await;
     priya.screenshot("replied").await;
 
     // Release, with a note: back to the inbox, which is empty again for both.
@@ -303,7 +321,8 @@ async fn upload_statuses(browser: &Browser) -> Vec<(String, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_marketer_uploads_markdown_and_pdf_follows_each_file_tests_a_question_replaces_and_deletes() {
+async fn a_marketer_uploads_markdown_and_pdf_follows_each_file_tests_a_question_replaces_and_deletes()
+ {
     let _turn = ONE_AT_A_TIME.acquire().await.unwrap();
     let Some(browser) = Browser::start("webapp-knowledge").await else {
         return;
