@@ -354,6 +354,10 @@ impl App {
             ));
             self.tasks
                 .spawn(pipeline::recovery::run(self.state.clone(), work.clone()));
+            self.tasks.spawn(pipeline::recovery::maintain_statistics(
+                self.state.clone(),
+                work.clone(),
+            ));
             self.tasks.spawn(crate::agents::handoff::run_escalations(
                 self.state.clone(),
                 work.clone(),

@@ -1,8 +1,10 @@
 //! Recovery: messages recorded but never handled (the process died between the commit and the
 //! worker, or the queue announcement was lost) are announced again, at start-up and then on a
-//! timer.
+//! timer. A second loop keeps PostgreSQL's planner statistics current
+//! ([`Store::refresh_planner_statistics`](crate::store::Store::refresh_planner_statistics)).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +30,31 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// How often the hot tables' planner statistics are checked (PostgreSQL only).
+const STATISTICS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Keeps PostgreSQL's planner statistics current until `shutdown`: at start-up, then every
+/// [`STATISTICS_INTERVAL`]. A burst of new rows otherwise leaves the planner believing the
+/// outbox is empty, and claims slow down by four orders of magnitude.
+pub async fn maintain_statistics(state: Arc<AppState>, shutdown: CancellationToken) {
+    if state.store.backend_name() != "postgres" {
+        return;
+    }
+    loop {
+        match state.store.refresh_planner_statistics().await {
+            Ok(report) if !report.analysed.is_empty() => {
+                tracing::info!(analysed = ?report.analysed, vacuumed = ?report.vacuumed, "planner statistics refreshed");
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "could not refresh planner statistics"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(STATISTICS_INTERVAL) => {}
         }
     }
 }

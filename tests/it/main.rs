@@ -14,6 +14,7 @@ mod gateway;
 mod handoff;
 mod harness;
 mod intents;
+mod kill;
 mod knowledge;
 mod knowledge_http;
 mod knowledge_index;

@@ -463,3 +463,50 @@ async fn reactions_are_recorded_but_need_no_reply(store: Store) {
         "reaction"
     );
 }
+
+#[tokio::test]
+async fn planner_statistics_follow_a_burst_of_writes_on_postgres() {
+    let Some(store) = postgres_store().await else {
+        return;
+    };
+    let burst: Vec<InboundMessage> = (0..600)
+        .map(|i| {
+            text_from(
+                &format!("91980000{i:04}"),
+                &format!("wamid.burst.{i}"),
+                1_000 + i,
+                "hi",
+            )
+        })
+        .collect();
+    store.record_inbound(&burst, &[], 1_000).await.unwrap();
+    // PostgreSQL publishes table counters about once a second.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let report = loop {
+        let report = store.refresh_planner_statistics().await.unwrap();
+        if report.analysed.iter().any(|t| t == "messages") {
+            break report;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "600 new messages never led to ANALYZE"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(report.analysed.iter().any(|t| t == "contacts"), "{report:?}");
+    let Store::Postgres(pool) = &store else {
+        unreachable!()
+    };
+    let (analysed_rows,): (f32,) = sqlx::query_as(
+        "SELECT reltuples FROM pg_class WHERE oid = to_regclass(current_schema() || '.messages')",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(analysed_rows, 600.0, "the planner now knows the table's size");
+    let again = store.refresh_planner_statistics().await.unwrap();
+    assert!(
+        !again.analysed.iter().any(|t| t == "messages"),
+        "nothing changed since: {again:?}"
+    );
+}

@@ -83,7 +83,7 @@ pub struct BenchArgs {
     pub warmup: u64,
 
     /// Text of every message.
-    #[arg(long, default_value = "Hi! How much does it cost?")]
+    #[arg(long, default_value = "What is the price of a 2 BHK?")]
     pub text: String,
 
     /// Run the reply sink at this address and measure end to end. The server must be started
