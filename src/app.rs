@@ -71,6 +71,8 @@ pub struct AppState {
     pub admin_token: SecretString,
     /// Cancelled when the application stops (ends live streams so shutdown is not held open).
     pub shutdown: CancellationToken,
+    /// Failed sign-ins per account and per address, for the login rate limit.
+    pub login_throttle: crate::staff::LoginThrottle,
     /// WhatsApp credentials per tenant, built once.
     whatsapp_credentials: BTreeMap<TenantId, WhatsAppCredentials>,
 }
@@ -318,6 +320,7 @@ impl App {
             outbox_wakeup: Notify::new(),
             admin_token,
             shutdown: shutdown.clone(),
+            login_throttle: crate::staff::LoginThrottle::default(),
             whatsapp_credentials,
         });
         Ok(Self {
@@ -375,10 +378,14 @@ impl App {
         tokio::spawn(watch_signals(shutdown.clone()));
         let router = crate::http::router(self.state.clone());
         tracing::info!(port = self.port(), "listening");
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-            .context("the HTTP server failed")?;
+        // The peer address reaches handlers (the login rate limit counts per address).
+        axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .context("the HTTP server failed")?;
         tracing::info!("stopped accepting requests; draining");
         work.cancel();
         while let Some(result) = self.tasks.join_next().await {

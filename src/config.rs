@@ -81,6 +81,9 @@ pub struct Config {
     pub crm: crate::crm::CrmConfig,
     /// The knowledge base: vector index, chunking and upload limits.
     pub knowledge: crate::knowledge::KnowledgeSettings,
+    /// `PARLEY_TRUSTED_PROXIES`: reverse proxies whose `X-Forwarded-For` names the client (the
+    /// sign-in rate limit counts per client address).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// How the pipeline runs.
@@ -306,6 +309,22 @@ impl Config {
         };
         check_http_url("WHATSAPP_API_BASE", &whatsapp.api_base)?;
 
+        let trusted_proxies = match var("PARLEY_TRUSTED_PROXIES") {
+            Some(raw) => raw.split(',').map(str::to_owned).collect(),
+            None => file.trusted_proxies.clone().unwrap_or_default(),
+        }
+        .iter()
+        .map(|raw| raw.trim())
+        .filter(|raw| !raw.is_empty())
+        .map(|raw| {
+            raw.parse::<std::net::IpAddr>().map_err(|_| {
+                ConfigError::new(format!(
+                    "PARLEY_TRUSTED_PROXIES: `{raw}` is not an IP address (list proxy addresses, comma separated)"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
         let public_url = var("PARLEY_PUBLIC_URL")
             .or(file.public_url)
             .map(|u| u.trim_end_matches('/').to_owned());
@@ -496,6 +515,7 @@ impl Config {
             leads,
             crm,
             knowledge,
+            trusted_proxies,
         })
     }
 
@@ -618,6 +638,7 @@ struct FileConfig {
     llm: Option<LlmFile>,
     whatsapp: Option<WhatsAppFile>,
     public_url: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
     twilio: Option<crate::channels::twilio::TwilioFile>,
     waha: Option<crate::channels::waha::WahaFile>,
     email: Option<crate::channels::email::EmailFile>,

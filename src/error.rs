@@ -125,7 +125,12 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
                 .headers
                 .get(header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-            if is_json {
+            // JSON errors keep their body; so do the staff web app's HTML error pages.
+            let is_page = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+            if is_json || is_page {
                 return Response::from_parts(parts, body);
             }
             default_for(status)

@@ -30,3 +30,4 @@ pub mod staff;
 pub mod store;
 pub mod telemetry;
 pub mod testkit;
+pub mod webapp;

@@ -7,6 +7,7 @@ pub mod brain;
 pub mod guardrails;
 pub mod handoff;
 pub mod llm_answer;
+pub mod preview;
 mod replies;
 pub mod router;
 pub mod scheduling;

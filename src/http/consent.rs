@@ -201,7 +201,8 @@ async fn export(
     headers: HeaderMap,
     Query(query): Query<ExportQuery>,
 ) -> Result<Response, AppError> {
-    require_admin(&state, &headers)?;
+    // Administrators only: the admin token (any tenant) or a staff administrator (their own).
+    let principal = crate::http::auth::require_role(&state, &headers, &[]).await?;
     let since = match query.since.as_deref().map(str::trim) {
         None | Some("") => 0,
         Some(raw) => match raw.parse::<i64>() {
@@ -216,12 +217,17 @@ async fn export(
                 .as_millisecond(),
         },
     };
-    let tenant = query
-        .tenant
-        .as_deref()
-        .map(TenantId::parse)
-        .transpose()
-        .map_err(AppError::bad_request)?;
+    let tenant = match &principal {
+        crate::http::auth::Principal::Staff(staff, _) => {
+            Some(TenantId::parse(&staff.tenant).map_err(AppError::bad_request)?)
+        }
+        crate::http::auth::Principal::AdminToken => query
+            .tenant
+            .as_deref()
+            .map(TenantId::parse)
+            .transpose()
+            .map_err(AppError::bad_request)?,
+    };
     let rows = state.store.consent_export(tenant.as_ref(), since).await?;
     let mut csv = csv::Writer::from_writer(Vec::new());
     csv.write_record([

@@ -1,5 +1,6 @@
-//! Conversations: the list (staff), one conversation's messages, and its live events as
-//! server-sent events (staff, or the web visitor the conversation belongs to).
+//! Conversations: the list (staff), one conversation's messages (the admin token, sales staff of
+//! its business, or the web visitor it belongs to), and its live events as server-sent events
+//! (staff, or the web visitor the conversation belongs to).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -87,7 +88,10 @@ async fn messages(
     Query(query): Query<VisitorQuery>,
 ) -> Result<Json<Value>, AppError> {
     let id = conversation_id(&id)?;
-    require_conversation_access(&state, &headers, id, query.visitor_id.as_deref())?;
+    let is_staff = staff_reader(&state, &headers, id).await?;
+    if !is_staff {
+        require_conversation_access(&state, &headers, id, query.visitor_id.as_deref())?;
+    }
     let limit = query.limit.unwrap_or(200).clamp(1, 1000);
     let records = state.store.list_messages(id, limit).await?;
     if records.is_empty() && state.store.conversation(id).await?.is_none() {
@@ -96,7 +100,6 @@ async fn messages(
             return Err(AppError::not_found("no such conversation"));
         }
     }
-    let is_staff = crate::http::auth::is_admin(&state, &headers);
     let messages: Vec<Value> = records
         .iter()
         // A visitor sees what was delivered to them: not replies still waiting for the consent
@@ -109,6 +112,33 @@ async fn messages(
         .map(message_json)
         .collect();
     Ok(Json(json!({ "messages": messages })))
+}
+
+/// Whether the caller is the admin token or a salesperson (or staff administrator) of the
+/// conversation's business; `false` for anyone else, who may still be its web visitor.
+async fn staff_reader(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: ConversationId,
+) -> Result<bool, AppError> {
+    if crate::http::auth::is_admin(state, headers) {
+        return Ok(true);
+    }
+    if crate::http::auth::bearer(headers).is_none() {
+        return Ok(false);
+    }
+    let principal =
+        crate::http::auth::require_role(state, headers, &[crate::staff::Role::Sales]).await?;
+    let owned = state
+        .store
+        .conversation(id)
+        .await?
+        .is_some_and(|c| principal.may_see_tenant(c.tenant.as_str()));
+    if owned {
+        Ok(true)
+    } else {
+        Err(AppError::not_found("no such conversation"))
+    }
 }
 
 async fn events(

@@ -63,10 +63,17 @@ async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Value>, AppError> {
     let principal = require_role(&state, &headers, &[Role::Sales]).await?;
-    let open = state
-        .store
-        .open_handoffs(tenant_of(&principal).as_ref())
-        .await?;
+    let handoffs = queue(&state, tenant_of(&principal).as_ref()).await?;
+    Ok(Json(json!({ "handoffs": handoffs })))
+}
+
+/// The open handoffs as the API shows them (waiting ones first, in queue order, then claimed
+/// ones), each with its contact's lead (`lead`: id, score, tier) and the claimer's name.
+pub(crate) async fn queue(
+    state: &AppState,
+    tenant: Option<&TenantId>,
+) -> Result<Vec<Value>, AppError> {
+    let open = state.store.open_handoffs(tenant).await?;
     let now = state.clock.now_ms();
     let mut by_tenant: std::collections::BTreeMap<&str, Vec<HandoffRecord>> = Default::default();
     for h in &open {
@@ -75,19 +82,38 @@ async fn list(
             .or_default()
             .push(h.clone());
     }
-    let mut waiting = Vec::new();
+    let mut items = Vec::new();
     for handoffs in by_tenant.values() {
         for (h, position) in positions(handoffs) {
-            waiting.push(handoff_json(h, Some(position), now));
+            items.push((h.clone(), handoff_json(h, Some(position), now)));
         }
     }
-    let claimed = open
-        .iter()
-        .filter(|h| h.status == "claimed")
-        .map(|h| handoff_json(h, None, now));
-    Ok(Json(
-        json!({"handoffs": waiting.into_iter().chain(claimed).collect::<Vec<_>>()}),
-    ))
+    items.extend(
+        open.iter()
+            .filter(|h| h.status == "claimed")
+            .map(|h| (h.clone(), handoff_json(h, None, now))),
+    );
+    let mut names: std::collections::HashMap<String, Option<String>> = Default::default();
+    let mut out = Vec::with_capacity(items.len());
+    for (h, mut body) in items {
+        let lead = match crate::domain::ContactId::parse(&h.contact_id) {
+            Ok(contact) => state.store.lead_by_contact(contact).await?,
+            Err(_) => None,
+        };
+        body["lead"] = lead.map_or(
+            Value::Null,
+            |l| json!({"id": l.id.to_string(), "score": l.score, "tier": l.tier.as_str()}),
+        );
+        if let Some(staff_id) = &h.claimed_by {
+            if !names.contains_key(staff_id) {
+                let name = state.store.staff_by_id(staff_id).await?.map(|s| s.name);
+                names.insert(staff_id.clone(), name);
+            }
+            body["claimed_by_name"] = json!(names[staff_id]);
+        }
+        out.push(body);
+    }
+    Ok(out)
 }
 
 /// `GET /api/v1/handoffs/{id}`.

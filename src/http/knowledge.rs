@@ -1,4 +1,5 @@
-//! The knowledge API (administrators): upload documents as a background job (multipart, field
+//! The knowledge API (administrators and marketers, a marketer within their own business): upload
+//! documents as a background job (multipart, field
 //! `file` repeatable, optional `tags` and `tenant`), follow the job, list and delete documents,
 //! and search. Handlers stay short: the work is in `crate::knowledge`.
 
@@ -14,13 +15,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::auth::require_admin;
+use super::auth::{Principal, require_role};
 use super::{ApiJson, rfc3339};
 use crate::app::AppState;
 use crate::domain::TenantId;
 use crate::error::AppError;
 use crate::knowledge::jobs::{document_name, parse_tags};
 use crate::knowledge::{KnowledgeError, Upload};
+use crate::staff::Role;
 
 pub fn routes(state: &AppState) -> Router<Arc<AppState>> {
     Router::new()
@@ -33,6 +35,7 @@ pub fn routes(state: &AppState) -> Router<Arc<AppState>> {
         .route("/api/v1/knowledge/documents/{id}", delete(remove))
         .route("/api/v1/knowledge/jobs/{id}", get(job))
         .route("/api/v1/knowledge/search", post(search))
+        .route("/api/v1/knowledge/preview", post(preview))
 }
 
 impl From<KnowledgeError> for AppError {
@@ -65,6 +68,22 @@ fn tenant_of(state: &AppState, raw: Option<&str>) -> Result<TenantId, AppError> 
     Ok(tenant)
 }
 
+/// The tenant the caller acts on: a marketer's own; for the admin token, the one asked for.
+fn tenant_for(
+    state: &AppState,
+    principal: &Principal,
+    raw: Option<&str>,
+) -> Result<TenantId, AppError> {
+    match principal {
+        Principal::Staff(staff, _) => TenantId::parse(&staff.tenant).map_err(AppError::bad_request),
+        Principal::AdminToken => tenant_of(state, raw),
+    }
+}
+
+async fn marketer(state: &AppState, headers: &HeaderMap) -> Result<Principal, AppError> {
+    require_role(state, headers, &[Role::Marketer]).await
+}
+
 fn multipart_error(err: MultipartError) -> AppError {
     if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
         AppError::new(
@@ -87,7 +106,7 @@ async fn upload(
     Query(query): Query<TenantQuery>,
     mut multipart: Multipart,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
-    require_admin(&state, &headers)?;
+    let principal = marketer(&state, &headers).await?;
     let mut uploads = Vec::new();
     let mut raw_tags = Vec::new();
     let mut tenant_field = None;
@@ -108,7 +127,11 @@ async fn upload(
     if uploads.is_empty() {
         return Err(AppError::bad_request("send at least one `file` part"));
     }
-    let tenant = tenant_of(&state, query.tenant.as_deref().or(tenant_field.as_deref()))?;
+    let tenant = tenant_for(
+        &state,
+        &principal,
+        query.tenant.as_deref().or(tenant_field.as_deref()),
+    )?;
     let tags = parse_tags(raw_tags.iter().map(String::as_str))?;
     let job_id = state.knowledge.start_job(&tenant, uploads, tags).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "job_id": job_id }))))
@@ -120,8 +143,8 @@ async fn list(
     headers: HeaderMap,
     Query(query): Query<TenantQuery>,
 ) -> Result<Json<Value>, AppError> {
-    require_admin(&state, &headers)?;
-    let tenant = tenant_of(&state, query.tenant.as_deref())?;
+    let principal = marketer(&state, &headers).await?;
+    let tenant = tenant_for(&state, &principal, query.tenant.as_deref())?;
     let documents = state.knowledge.documents(&tenant).await?;
     let items: Vec<Value> = documents
         .iter()
@@ -153,8 +176,8 @@ async fn remove(
     Path(id): Path<String>,
     Query(query): Query<TenantQuery>,
 ) -> Result<StatusCode, AppError> {
-    require_admin(&state, &headers)?;
-    let tenant = tenant_of(&state, query.tenant.as_deref())?;
+    let principal = marketer(&state, &headers).await?;
+    let tenant = tenant_for(&state, &principal, query.tenant.as_deref())?;
     state
         .knowledge
         .delete_document(&tenant, parse_id(&id)?)
@@ -169,8 +192,8 @@ async fn job(
     Path(id): Path<String>,
     Query(query): Query<TenantQuery>,
 ) -> Result<Json<Value>, AppError> {
-    require_admin(&state, &headers)?;
-    let tenant = tenant_of(&state, query.tenant.as_deref())?;
+    let principal = marketer(&state, &headers).await?;
+    let tenant = tenant_for(&state, &principal, query.tenant.as_deref())?;
     let job = state.knowledge.job(&tenant, parse_id(&id)?).await?;
     let errors: Vec<Value> = job
         .files
@@ -210,8 +233,8 @@ async fn search(
     headers: HeaderMap,
     ApiJson(request): ApiJson<SearchRequest>,
 ) -> Result<Json<Value>, AppError> {
-    require_admin(&state, &headers)?;
-    let tenant = tenant_of(&state, request.tenant.as_deref())?;
+    let principal = marketer(&state, &headers).await?;
+    let tenant = tenant_for(&state, &principal, request.tenant.as_deref())?;
     let tags = parse_tags(request.tags.iter().map(String::as_str))?;
     let passages = state
         .knowledge
@@ -231,4 +254,55 @@ async fn search(
         })
         .collect();
     Ok(Json(json!({ "results": results })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviewRequest {
+    question: String,
+    tenant: Option<String>,
+}
+
+/// `POST /api/v1/knowledge/preview` with `{"question"}`: what the bot would answer, without
+/// sending anything: the intent, the agent, its reply and confidence, and the passages found
+/// (all documents) with those the reply cites marked.
+async fn preview(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<PreviewRequest>,
+) -> Result<Json<Value>, AppError> {
+    let principal = marketer(&state, &headers).await?;
+    let tenant = tenant_for(&state, &principal, request.tenant.as_deref())?;
+    let preview = crate::agents::preview::preview(&state, &tenant, &request.question).await?;
+    let cited: std::collections::HashSet<String> = preview
+        .reply
+        .as_ref()
+        .map(|r| r.cited.iter().cloned().collect())
+        .unwrap_or_default();
+    let passages: Vec<Value> = preview
+        .passages
+        .iter()
+        .map(|p| {
+            json!({
+                "chunk_id": p.chunk_id,
+                "text": p.text,
+                "score": p.score,
+                "document": {"id": p.document_id, "name": p.document_name},
+                "section": p.section,
+                "page": p.page,
+                "cited": cited.contains(&p.chunk_id.to_string()),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "intent": preview.intent,
+        "intent_confidence": preview.intent_confidence,
+        "agent": preview.agent,
+        "reply": preview.reply.as_ref().map(|r| json!({
+            "text": r.text,
+            "hand_off": r.hand_off,
+            "confidence_factors": r.factors,
+        })),
+        "passages": passages,
+    })))
 }

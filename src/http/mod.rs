@@ -7,11 +7,11 @@ mod consent;
 mod conversations;
 mod crm;
 mod email;
-mod handoffs;
+pub(crate) mod handoffs;
 mod health;
 mod json;
 mod knowledge;
-mod leads;
+pub(crate) mod leads;
 mod staff;
 mod twilio;
 mod waha;
@@ -69,6 +69,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crm::routes())
         .merge(health::routes())
         .merge(knowledge::routes(&state))
+        .merge(crate::webapp::routes())
+        .layer(axum::middleware::from_fn(crate::webapp::api_cookie_auth))
         .with_state(state)
         .layer(
             ServiceBuilder::new()

@@ -178,6 +178,42 @@ impl Store {
         rows.into_iter().map(LeadRecord::try_from).collect()
     }
 
+    /// Leads matching `filter` (tier, the contact's channel, last change, and a search over the
+    /// name, email and phone facts and the contact's name and address), highest score first.
+    #[tracing::instrument(skip_all, fields(limit = filter.limit))]
+    pub async fn search_leads(
+        &self,
+        filter: &crate::store::ListFilter,
+    ) -> Result<Vec<LeadRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM leads
+             WHERE ($1 IS NULL OR tenant_id = $1)
+               AND ($2 IS NULL OR tier = $2)
+               AND ($3 IS NULL OR contact_id IN (SELECT id FROM contacts WHERE channel = $3))
+               AND ($4 IS NULL OR updated_at >= $4)
+               AND ($5 IS NULL OR updated_at < $5)
+               AND ($6 IS NULL OR LOWER(facts) LIKE $6 ESCAPE '\\' OR phone LIKE $7 ESCAPE '\\'
+                    OR contact_id IN (SELECT id FROM contacts
+                        WHERE LOWER(COALESCE(display_name, '')) LIKE $6 ESCAPE '\\'
+                           OR LOWER(address) LIKE $6 ESCAPE '\\' OR address LIKE $7 ESCAPE '\\'))
+             ORDER BY score DESC, updated_at DESC, id LIMIT $8"
+        );
+        let rows: Vec<LeadRow> = on_pool!(self, |pool, Db| {
+            sqlx::query_as(&sql)
+                .bind(filter.tenant.as_ref().map(|t| t.as_str()))
+                .bind(filter.tier.map(Tier::as_str))
+                .bind(filter.channel.map(|c| c.as_str()))
+                .bind(filter.since_ms)
+                .bind(filter.until_ms)
+                .bind(filter.text_pattern())
+                .bind(filter.number_pattern())
+                .bind(filter.limit)
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(LeadRecord::try_from).collect()
+    }
+
     /// Leads whose score time alone may have changed by `now`.
     pub async fn leads_due_for_review(
         &self,

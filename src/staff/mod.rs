@@ -2,6 +2,12 @@
 //! SHA-256). The admin token (`PARLEY_ADMIN_TOKEN`) stands for an administrator on every route and
 //! creates the first accounts.
 
+mod sign_in;
+mod throttle;
+
+pub use sign_in::{SignIn, sign_in};
+pub use throttle::LoginThrottle;
+
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use serde::{Deserialize, Serialize};

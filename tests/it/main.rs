@@ -24,5 +24,7 @@ mod leads;
 mod store;
 mod twilio;
 mod waha;
+mod webapp;
+mod webapp_browser;
 mod whatsapp;
 mod widget;
