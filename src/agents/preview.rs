@@ -82,17 +82,14 @@ pub async fn preview(
     let reply = match &state.llm {
         Some(llm) => {
             let business = state.consent.policy(tenant).business.clone();
-            match llm_answer::llm_reply(
-                llm,
-                agent,
-                &business,
+            let ask = llm_answer::Ask {
                 question,
-                prediction.confidence,
-                &[],
-                &read,
-                guardrails,
-            )
-            .await
+                classifier_confidence: prediction.confidence,
+                summary: None,
+                recent: &[],
+                passages: &read,
+            };
+            match llm_answer::llm_reply(llm, agent, &business, ask, guardrails).await
             {
                 Ok((reply, _usage)) => reply,
                 Err(err) => {
