@@ -89,8 +89,7 @@ pub async fn preview(
                 recent: &[],
                 passages: &read,
             };
-            match llm_answer::llm_reply(llm, agent, &business, ask, guardrails).await
-            {
+            match llm_answer::llm_reply(llm, agent, &business, ask, guardrails).await {
                 Ok((reply, _usage)) => reply,
                 Err(err) => {
                     tracing::warn!(error = %err, "the model did not answer a preview; the offline brain answers");

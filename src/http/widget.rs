@@ -80,14 +80,13 @@ async fn page(
         .config
         .tenant(&tenant_id)
         .ok_or_else(|| AppError::not_found(format!("no tenant `{tenant_id}`")))?;
-    let html = render_page(tenant_id.as_str(), &tenant.name)
-        .map_err(|e| {
-            AppError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "widget_unavailable",
-                format!("the widget page could not be rendered: {e}"),
-            )
-        })?;
+    let html = render_page(tenant_id.as_str(), &tenant.name).map_err(|e| {
+        AppError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "widget_unavailable",
+            format!("the widget page could not be rendered: {e}"),
+        )
+    })?;
     let mut response = Html(html).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -111,11 +110,12 @@ fn render_page(tenant: &str, business: &str) -> Result<String, minijinja::Error>
         "You are chatting with {business}'s assistant; a person can take over. Messages are kept \
          to answer you. Type STOP at any time to stop messages, START to resume."
     );
-    env.get_template("widget.html")?.render(minijinja::context! {
-        tenant => tenant,
-        business => business,
-        consent_line => consent_line,
-    })
+    env.get_template("widget.html")?
+        .render(minijinja::context! {
+            tenant => tenant,
+            business => business,
+            consent_line => consent_line,
+        })
 }
 
 #[cfg(test)]
@@ -127,7 +127,10 @@ mod tests {
         let html = render_page("default", "<script>x</script> & Co").unwrap();
         assert!(!html.contains("<script>x"));
         // minijinja's HTML escaping also escapes `/`.
-        assert!(html.contains("&lt;script&gt;x&lt;&#x2f;script&gt; &amp; Co"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;x&lt;&#x2f;script&gt; &amp; Co"),
+            "{html}"
+        );
         assert!(html.contains("<label for=\"chat-input\""));
         assert!(html.contains("Type STOP at any time"));
         assert!(html.contains("data-tenant=\"default\""));

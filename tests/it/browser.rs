@@ -163,10 +163,8 @@ impl Browser {
     /// A link whose text or `aria-label` is `name`.
     pub async fn link(&self, name: &str) -> Element {
         let n = xpath_literal(name);
-        self.wait_xpath(&format!(
-            "//a[normalize-space(.)={n} or @aria-label={n}]"
-        ))
-        .await
+        self.wait_xpath(&format!("//a[normalize-space(.)={n} or @aria-label={n}]"))
+            .await
     }
 
     /// A form control labelled `label`: by a `<label for>`, a wrapping `<label>`, or `aria-label`.
@@ -233,7 +231,11 @@ impl Browser {
 
     /// Clicks the button named `name`.
     pub async fn click(&self, name: &str) {
-        self.button(name).await.click().await.expect("button clicks");
+        self.button(name)
+            .await
+            .click()
+            .await
+            .expect("button clicks");
     }
 
     /// Saves a screenshot as `target/browser-screenshots/<name>-<suffix>.png` and returns its path.

@@ -493,7 +493,10 @@ async fn planner_statistics_follow_a_burst_of_writes_on_postgres() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
-    assert!(report.analysed.iter().any(|t| t == "contacts"), "{report:?}");
+    assert!(
+        report.analysed.iter().any(|t| t == "contacts"),
+        "{report:?}"
+    );
     let Store::Postgres(pool) = &store else {
         unreachable!()
     };
@@ -503,7 +506,10 @@ async fn planner_statistics_follow_a_burst_of_writes_on_postgres() {
     .fetch_one(pool)
     .await
     .unwrap();
-    assert_eq!(analysed_rows, 600.0, "the planner now knows the table's size");
+    assert_eq!(
+        analysed_rows, 600.0,
+        "the planner now knows the table's size"
+    );
     let again = store.refresh_planner_statistics().await.unwrap();
     assert!(
         !again.analysed.iter().any(|t| t == "messages"),

@@ -104,9 +104,7 @@ impl CuttableProxy {
 async fn open_widget(browser: &Browser, host: &str) {
     browser.open(host).await;
     browser.click("Chat with us").await;
-    let frame = browser
-        .wait_xpath("//iframe[@title='Chat with us']")
-        .await;
+    let frame = browser.wait_xpath("//iframe[@title='Chat with us']").await;
     frame.enter_frame().await.expect("the chat frame opens");
     browser.field("Message").await;
 }
@@ -234,7 +232,10 @@ async fn a_reply_sent_while_the_connection_is_down_arrives_when_it_reconnects() 
         .iter()
         .any(|m| m["text"] == staff_text && m["status"] != "queued")
     {
-        assert!(tokio::time::Instant::now() < deadline, "staff reply never sent");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "staff reply never sent"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
