@@ -1,8 +1,9 @@
 //! Cross-site request forgery protection. Signed in, the token is derived from the session token
-//! (a domain-separated SHA-256 of it), so it needs no storage and dies with the session; it is put in every
-//! form (`csrf` field) and in a `<meta>` tag for scripts, which send it as `X-CSRF-Token`. Before
-//! sign-in, the login form uses a double-submit cookie: a random value in an HTTP-only cookie that
-//! the form must repeat. Session cookies are also `SameSite=Strict`; the token is the second lock.
+//! (a domain-separated SHA-256 of it), so it needs no storage and dies with the session; it is put
+//! in every form (`csrf` field) and in a `<meta>` tag for scripts, which send it as
+//! `X-CSRF-Token`. Before sign-in, the login form uses a double-submit cookie: a random value in an
+//! HTTP-only cookie that the form must repeat. Session cookies are also `SameSite=Strict`; the
+//! token is the second lock.
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
