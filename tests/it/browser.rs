@@ -188,7 +188,7 @@ impl Browser {
             "row" => "self::tr",
             "article" => "self::article",
             "navigation" => "self::nav",
-            "status" | "alert" | "log" | "region" | "dialog" => "false()",
+            // Other roles are matched by an explicit `role` attribute only.
             _ => "false()",
         };
         self.wait_xpath(&format!(
