@@ -4,22 +4,23 @@
 //! Markdown is cut at its headings first (with `pulldown-cmark`), so a chunk never spans two
 //! sections, and each chunk keeps its heading path (`Pricing > Payment plans`) as context. Inside a
 //! section `text-splitter` splits on the largest boundary that fits (blocks, then paragraphs,
-//! then sentences). A token here is a whitespace-separated word, a fast and model-independent
-//! stand-in for a model's tokens (about 1.3 of them). Identical chunks of one document (same
-//! content hash) are kept once.
+//! then sentences). Tokens are counted with `cl100k_base` (`tiktoken-rs`), the tokenizer of
+//! OpenAI's `text-embedding-3` models, so a chunk fits the embedding model as configured.
+//! Identical chunks of one document (same content hash) are kept once.
 
 use std::collections::HashSet;
 
 use pulldown_cmark::{Event, HeadingLevel, Parser, Tag, TagEnd};
 use sha2::{Digest, Sha256};
 use text_splitter::{ChunkConfig, ChunkSizer, MarkdownSplitter, TextSplitter};
+use tiktoken_rs::CoreBPE;
 
 use super::parse::{ParsedDocument, Part};
 
 /// How documents are cut into chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkSettings {
-    /// The largest chunk, in tokens (words).
+    /// The largest chunk, in `cl100k_base` tokens.
     pub target_tokens: usize,
     /// Tokens repeated between consecutive chunks of one section.
     pub overlap_tokens: usize,
@@ -65,14 +66,24 @@ pub fn indexed_text(section: Option<&str>, text: &str) -> String {
     }
 }
 
-/// Counts whitespace-separated words.
-#[derive(Debug, Clone, Copy)]
-struct Words;
+/// The tokenizer chunks are measured with (built once, on first use).
+fn tokenizer() -> &'static CoreBPE {
+    tiktoken_rs::cl100k_base_singleton()
+}
 
-impl ChunkSizer for Words {
+/// Counts `cl100k_base` tokens.
+#[derive(Debug, Clone, Copy)]
+struct Tokens;
+
+impl ChunkSizer for Tokens {
     fn size(&self, chunk: &str) -> usize {
-        chunk.split_whitespace().count()
+        tokenizer().encode_ordinary(chunk).len()
     }
+}
+
+/// The number of `cl100k_base` tokens in `text`.
+pub fn count_tokens(text: &str) -> usize {
+    Tokens.size(text)
 }
 
 /// Cuts a parsed document into chunks.
@@ -81,7 +92,7 @@ pub fn chunk_document(document: &ParsedDocument, settings: ChunkSettings) -> Vec
     let overlap = settings.overlap_tokens.min(target / 2);
     let config = || {
         ChunkConfig::new(target)
-            .with_sizer(Words)
+            .with_sizer(Tokens)
             .with_overlap(overlap)
             .expect("overlap is below capacity")
     };
@@ -141,7 +152,7 @@ impl ChunkCollector {
             page,
             position: self.chunks.len() as u32,
             content_hash,
-            token_count: text.split_whitespace().count() as u32,
+            token_count: count_tokens(text) as u32,
         });
     }
 }
@@ -268,6 +279,28 @@ mod tests {
         assert!(chunks.len() >= 4, "{} chunks: {chunks:#?}", chunks.len());
         assert!(chunks.iter().all(|c| c.token_count <= 50));
         assert!(chunks.iter().all(|c| c.section.as_deref() == Some("Big")));
+    }
+
+    #[test]
+    fn chunk_sizes_are_counted_in_model_tokens_not_words() {
+        // cl100k_base: "An apple a" is three tokens; "unbelievably" is one word but three tokens.
+        assert_eq!(count_tokens("An apple a"), 3);
+        assert!(count_tokens("unbelievably") > 1);
+        let words = (0..120)
+            .map(|i| format!("unbelievably{i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let settings = ChunkSettings {
+            target_tokens: 64,
+            overlap_tokens: 0,
+        };
+        let chunks = chunk_document(&markdown(&words), settings);
+        // Counting words, 120 words would fit in two chunks of 64; in tokens they need many more.
+        assert!(chunks.len() > 2, "{} chunks", chunks.len());
+        for chunk in &chunks {
+            assert_eq!(chunk.token_count as usize, count_tokens(&chunk.text));
+            assert!(chunk.token_count <= 64, "{} tokens", chunk.token_count);
+        }
     }
 
     #[test]

@@ -410,17 +410,21 @@ impl Knowledge {
                     embedding: dense.as_ref().map(|d| d[i].clone()),
                 })
                 .collect();
-            store::insert_chunks(
-                &self.inner.store,
-                tenant,
-                claim.document_id,
-                claim.version,
-                &new,
-                now_ms(),
-            )
-            .await
-            .map_err(|e| format!("the chunks could not be stored: {e}"))?;
-            let points = self.points(tenant, claim, tags, new).await?;
+            // The rows and the BM25 vectors are independent: the vectors are computed on a
+            // blocking thread while the rows are written.
+            let (stored, points) = tokio::join!(
+                store::insert_chunks(
+                    &self.inner.store,
+                    tenant,
+                    claim.document_id,
+                    claim.version,
+                    &new,
+                    now_ms(),
+                ),
+                self.points(tenant, claim, tags, new.clone()),
+            );
+            stored.map_err(|e| format!("the chunks could not be stored: {e}"))?;
+            let points = points?;
             self.inner
                 .index
                 .apply(IndexBatch {

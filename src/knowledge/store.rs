@@ -223,6 +223,9 @@ pub async fn claim_version(
     })
 }
 
+/// Rows per multi-row chunk INSERT (12 parameters each, well under both dialects' limits).
+const CHUNK_INSERT_ROWS: usize = 500;
+
 /// Stores the chunks of a version that is not live yet. Identical chunks are stored once.
 #[tracing::instrument(skip_all, fields(document.id = %document_id, version, chunks = chunks.len()))]
 pub async fn insert_chunks(
@@ -236,26 +239,27 @@ pub async fn insert_chunks(
     let document_id = document_id.to_string();
     on_pool!(store, |pool, Db| {
         let mut tx = pool.begin().await?;
-        for new in chunks {
-            let chunk = &new.chunk;
-            sqlx::query(
-                "INSERT INTO knowledge_chunks (id, tenant_id, document_id, version, position, section, page, text, content_hash, token_count, embedding, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
-            )
-            .bind(new.id.to_string())
-            .bind(tenant)
-            .bind(&document_id)
-            .bind(version)
-            .bind(chunk.position as i32)
-            .bind(chunk.section.as_deref())
-            .bind(chunk.page.map(|p| p as i32))
-            .bind(&chunk.text)
-            .bind(&chunk.content_hash)
-            .bind(chunk.token_count as i32)
-            .bind(new.embedding.as_deref().map(embeddings::to_bytes))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        for rows in chunks.chunks(CHUNK_INSERT_ROWS) {
+            let mut insert = sqlx::QueryBuilder::<Db>::new(
+                "INSERT INTO knowledge_chunks (id, tenant_id, document_id, version, position, section, page, text, content_hash, token_count, embedding, created_at) ",
+            );
+            insert.push_values(rows, |mut row, new| {
+                let chunk = &new.chunk;
+                row.push_bind(new.id.to_string())
+                    .push_bind(tenant)
+                    .push_bind(&document_id)
+                    .push_bind(version)
+                    .push_bind(chunk.position as i32)
+                    .push_bind(chunk.section.as_deref())
+                    .push_bind(chunk.page.map(|p| p as i32))
+                    .push_bind(&chunk.text)
+                    .push_bind(&chunk.content_hash)
+                    .push_bind(chunk.token_count as i32)
+                    .push_bind(new.embedding.as_deref().map(embeddings::to_bytes))
+                    .push_bind(now);
+            });
+            insert.push(" ON CONFLICT DO NOTHING");
+            insert.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

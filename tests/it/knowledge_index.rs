@@ -253,3 +253,70 @@ async fn qdrant_edge_made_for_other_vectors_is_reported_fresh_so_it_gets_rebuilt
     let (_, fresh) = EdgeIndex::open(dir.path(), Some(DIMS)).unwrap();
     assert!(fresh);
 }
+
+#[tokio::test]
+async fn qdrant_edge_indexes_segments_during_a_long_ingestion_so_upserts_stay_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = Corpus::new();
+    let (edge, _) = EdgeIndex::open(dir.path(), None).unwrap();
+    let index = VectorIndex::Edge(edge.clone());
+    let words = [
+        "apartment",
+        "tower",
+        "garden",
+        "payment",
+        "booking",
+        "clubhouse",
+        "parking",
+        "visit",
+        "possession",
+        "loan",
+        "balcony",
+        "kitchen",
+        "lobby",
+        "security",
+        "pool",
+        "school",
+    ];
+    let mut needle = None;
+    for batch in 0..8 {
+        let points: Vec<IndexPoint> = (0..1_000)
+            .map(|i| {
+                let n = batch * 1_000 + i;
+                let text: Vec<String> = (0..60)
+                    .map(|w| format!("{}{}", words[(n * 7 + w * 13) % words.len()], (n + w) % 97))
+                    .chain([format!("marker{n}")])
+                    .collect();
+                corpus.point("tenant_a", &[], &text.join(" "), false)
+            })
+            .collect();
+        if batch == 3 {
+            needle = Some(points[500].id);
+        }
+        index
+            .apply(IndexBatch {
+                upsert: points,
+                delete: Vec::new(),
+            })
+            .await
+            .unwrap();
+    }
+    // 8,000 points of 61 terms are about 4 MB of sparse vectors: with the engine's default
+    // (10 MB) they would all sit in the one appendable segment.
+    assert!(
+        edge.segment_count() > 1,
+        "the appendable segment was never indexed: {} segment(s)",
+        edge.segment_count()
+    );
+    assert_eq!(index.count().await.unwrap(), 8_000);
+    let hits = index
+        .search(corpus.query("tenant_a", &[], "marker3500", false))
+        .await
+        .unwrap();
+    assert_eq!(hits.first().map(|h| h.id), needle);
+    drop(index);
+    drop(edge);
+    let (reopened, fresh) = EdgeIndex::open(dir.path(), None).unwrap();
+    assert!(!fresh);
+    assert_eq!(VectorIndex::Edge(reopened).count().await.unwrap(), 8_000);
+}
