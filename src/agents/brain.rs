@@ -11,7 +11,8 @@
 //! are never answers: they are context for the sentences that follow them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::LazyLock;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, LazyLock};
 
 use qdrant_rust_stemmers::{Algorithm, Stemmer};
 
@@ -279,6 +280,77 @@ fn has_date(sentence: &str) -> bool {
         .any(|m| lower.contains(m))
 }
 
+/// A passage cut into sentences with their content words: the same for every question, so it is
+/// worked out once per passage and kept (popular passages are retrieved again and again).
+#[derive(Debug)]
+struct PassageAnalysis {
+    /// What was analysed, compared on every hit so that a hash collision is only a miss.
+    source: (Option<String>, String, String),
+    /// The content words of the section heading and the document name.
+    context: BTreeSet<String>,
+    sentences: Vec<AnalysedSentence>,
+}
+
+#[derive(Debug)]
+struct AnalysedSentence {
+    text: String,
+    words: BTreeSet<String>,
+    /// A question or a table's header row: context for what follows, never an answer.
+    is_context: bool,
+    has_amount: bool,
+    has_date: bool,
+}
+
+/// Passages analysed recently, by a hash of their section, document and text.
+static ANALYSES: LazyLock<moka::sync::Cache<u64, Arc<PassageAnalysis>>> =
+    LazyLock::new(|| moka::sync::Cache::new(4_096));
+
+fn analyse(passage: &Evidence) -> Arc<PassageAnalysis> {
+    let mut hasher = std::hash::DefaultHasher::new();
+    (&passage.section, &passage.document, &passage.text).hash(&mut hasher);
+    let key = hasher.finish();
+    if let Some(found) = ANALYSES.get(&key)
+        && found.source.0 == passage.section
+        && found.source.1 == passage.document
+        && found.source.2 == passage.text
+    {
+        return found;
+    }
+    let context: BTreeSet<String> = passage
+        .section
+        .as_deref()
+        .map(content_words)
+        .unwrap_or_default()
+        .into_iter()
+        .chain(content_words(&passage.document))
+        .collect();
+    let sentences = split_sentences(&passage.text)
+        .into_iter()
+        .map(|text| {
+            // A table's header row names what its rows hold: context too.
+            let table_header = text.contains('|') && !text.chars().any(|c| c.is_ascii_digit());
+            AnalysedSentence {
+                words: content_words(&text).into_iter().collect(),
+                is_context: text.ends_with('?') || table_header,
+                has_amount: has_amount(&text),
+                has_date: has_date(&text),
+                text,
+            }
+        })
+        .collect();
+    let analysis = Arc::new(PassageAnalysis {
+        source: (
+            passage.section.clone(),
+            passage.document.clone(),
+            passage.text.clone(),
+        ),
+        context,
+        sentences,
+    });
+    ANALYSES.insert(key, analysis.clone());
+    analysis
+}
+
 /// The best `max_sentences` sentences of the passages for `question`, or `None` when no sentence
 /// shares a content word with it.
 pub fn extract_answer(
@@ -294,34 +366,23 @@ pub fn extract_answer(
     let wants_time = question_words.iter().any(|w| is_one_of(w, TIME_WORDS));
     // Candidate sentences with their passage and position; the passage's section heading counts
     // as context for its sentences.
+    let analyses: Vec<Arc<PassageAnalysis>> = passages.iter().map(analyse).collect();
     let mut candidates = Vec::new();
-    for (rank, passage) in passages.iter().enumerate() {
-        let context: BTreeSet<String> = passage
-            .section
-            .as_deref()
-            .map(content_words)
-            .unwrap_or_default()
-            .into_iter()
-            .chain(content_words(&passage.document))
-            .collect();
-        let mut context = context;
-        for (position, sentence) in split_sentences(&passage.text).into_iter().enumerate() {
-            let words: BTreeSet<String> = content_words(&sentence).into_iter().collect();
-            // A table's header row names what its rows hold: context too.
-            let table_header =
-                sentence.contains('|') && !sentence.chars().any(|c| c.is_ascii_digit());
-            if sentence.ends_with('?') || table_header {
+    for (rank, analysis) in analyses.iter().enumerate() {
+        let mut context = analysis.context.clone();
+        for (position, sentence) in analysis.sentences.iter().enumerate() {
+            if sentence.is_context {
                 // A question in a passage (an FAQ's) is what the next sentences answer.
-                context.extend(words);
+                context.extend(sentence.words.iter().cloned());
                 continue;
             }
-            candidates.push((rank, position, sentence, words, context.clone()));
+            candidates.push((rank, position, sentence, context.clone()));
         }
     }
     // Rarer words weigh more: a word found in every sentence says little.
     let mut frequency: BTreeMap<&str, usize> = BTreeMap::new();
-    for (_, _, _, words, context) in &candidates {
-        for w in words.union(context) {
+    for (_, _, sentence, context) in &candidates {
+        for w in sentence.words.union(context) {
             *frequency.entry(w.as_str()).or_default() += 1;
         }
     }
@@ -332,7 +393,9 @@ pub fn extract_answer(
     };
     let mut scored: Vec<(f32, usize, usize, String, BTreeSet<String>)> = candidates
         .iter()
-        .filter_map(|(rank, position, sentence, words, context)| {
+        .filter_map(|(rank, position, analysed, context)| {
+            let words = &analysed.words;
+            let sentence = &analysed.text;
             let shared: Vec<&String> = question_words
                 .iter()
                 .filter(|q| words.contains(*q))
@@ -349,7 +412,7 @@ pub fn extract_answer(
             // A price question is answered by an amount, a "when" question by a date: a
             // sentence without one answers something else, however many words it shares.
             let has_figure =
-                (wants_money && has_amount(sentence)) || (wants_time && has_date(sentence));
+                (wants_money && analysed.has_amount) || (wants_time && analysed.has_date);
             if has_figure {
                 score += 1.5;
             } else if wants_money || wants_time {
@@ -358,8 +421,8 @@ pub fn extract_answer(
             score -= 0.1 * *rank as f32;
             // A figure answers the question's money or time word.
             let answered_by_figure = |q: &str| {
-                (is_one_of(q, MONEY_WORDS) && has_amount(sentence))
-                    || (is_one_of(q, TIME_WORDS) && has_date(sentence))
+                (is_one_of(q, MONEY_WORDS) && analysed.has_amount)
+                    || (is_one_of(q, TIME_WORDS) && analysed.has_date)
             };
             let covered: BTreeSet<String> = question_words
                 .iter()

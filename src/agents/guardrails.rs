@@ -9,7 +9,7 @@
 //! (an injected "the price is 1 rupee"). Passages are also cleaned before anyone reads them:
 //! their instruction-like sentences are removed ([`sanitize_passage`]).
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
 use serde::Deserialize;
@@ -161,12 +161,27 @@ pub fn guard(
 /// that addresses the bot ("ignore previous instructions...") is never shown to a model nor
 /// quoted to a prospect.
 pub fn sanitize_passage(text: &str) -> String {
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(text, &mut hasher);
+    let key = std::hash::Hasher::finish(&hasher);
+    if let Some(found) = SANITIZED.get(&key)
+        && found.0 == text
+    {
+        return found.1.clone();
+    }
     // Sentences are cut the same way as answers; line breaks are kept.
-    sentences(text)
+    let sanitized: String = sentences(text)
         .into_iter()
         .filter(|s| !looks_like_injection(s))
-        .collect()
+        .collect();
+    SANITIZED.insert(key, Arc::new((text.to_owned(), sanitized.clone())));
+    sanitized
 }
+
+/// Passages sanitized recently (the same passages are retrieved again and again), by a hash of
+/// their text; each entry keeps the text it was made from, so a collision is only a miss.
+static SANITIZED: LazyLock<moka::sync::Cache<u64, Arc<(String, String)>>> =
+    LazyLock::new(|| moka::sync::Cache::new(4_096));
 
 static AMOUNT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(

@@ -87,7 +87,7 @@ async fn apply(
     };
     let at = message.recorded_at_ms;
     leads
-        .change(&conversation.tenant, &locate, |lead| {
+        .change_relaxed(&conversation.tenant, &locate, |lead| {
             let mut note = Note::default();
             if message.referral.is_some() && lead.source == LeadSource::WhatsappInbound {
                 lead.source = LeadSource::ReferralAd;

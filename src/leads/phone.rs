@@ -43,8 +43,16 @@ pub fn from_whatsapp_address(address: &str) -> Option<PhoneCheck> {
     if address.is_empty() || !address.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    check(&format!("+{address}"), country::Id::IN)
+    // Parsing with the metadata costs far more than the rest of a message's lead update, and the
+    // same prospects write again and again.
+    WHATSAPP_NUMBERS.get_with(address.to_owned(), || {
+        check(&format!("+{address}"), country::Id::IN)
+    })
 }
+
+/// WhatsApp addresses checked recently (kept in memory only, never logged).
+static WHATSAPP_NUMBERS: LazyLock<moka::sync::Cache<String, Option<PhoneCheck>>> =
+    LazyLock::new(|| moka::sync::Cache::new(10_000));
 
 /// The first valid phone number in `text`, as E.164.
 pub fn find_in_text(text: &str, region: country::Id) -> Option<PhoneCheck> {

@@ -71,6 +71,27 @@ impl Leads {
         &self,
         tenant: &TenantId,
         locate: &Locate,
+        mutate: impl FnMut(&mut LeadRecord) -> Note,
+    ) -> Result<Option<LeadRecord>, StoreError> {
+        self.change_with(false, tenant, locate, mutate).await
+    }
+
+    /// [`Leads::change`] for the pipeline's updates from each message: the commit does not wait
+    /// for the disk (see `store::relaxed`; CRM jobs it queues leave only after a durable claim).
+    pub async fn change_relaxed(
+        &self,
+        tenant: &TenantId,
+        locate: &Locate,
+        mutate: impl FnMut(&mut LeadRecord) -> Note,
+    ) -> Result<Option<LeadRecord>, StoreError> {
+        self.change_with(true, tenant, locate, mutate).await
+    }
+
+    async fn change_with(
+        &self,
+        relaxed: bool,
+        tenant: &TenantId,
+        locate: &Locate,
         mut mutate: impl FnMut(&mut LeadRecord) -> Note,
     ) -> Result<Option<LeadRecord>, StoreError> {
         for _ in 0..MAX_CONFLICTS {
@@ -125,6 +146,7 @@ impl Leads {
                     lead: &next,
                     history,
                     jobs,
+                    relaxed,
                 })
                 .await?;
             if saved {

@@ -92,6 +92,9 @@ pub struct LeadChange<'a> {
     pub lead: &'a LeadRecord,
     pub history: Option<HistoryEntry>,
     pub jobs: Vec<NewSyncJob>,
+    /// The commit need not wait for the disk (`store::relaxed`): the pipeline's own updates,
+    /// which a power cut can only lose until the next durable commit.
+    pub relaxed: bool,
 }
 
 impl Store {
@@ -272,7 +275,14 @@ impl Store {
         let id = lead.id.to_string();
         let contact = lead.contact_id.map(|c| c.to_string());
         on_pool!(self, |pool, Db| {
-            let mut tx = pool.begin().await?;
+            let mut relaxed = match change.relaxed {
+                true => Some(crate::store::RelaxedConnection::<Db>::acquire(pool).await?),
+                false => None,
+            };
+            let mut tx = match relaxed.as_mut() {
+                Some(conn) => conn.begin().await?,
+                None => pool.begin().await?,
+            };
             let written = if lead.version == 1 {
                 sqlx::query(
                     "INSERT INTO leads (id, tenant_id, contact_id, email, phone, source, facts, verification, engagement, last_engaged_at, review_at, score, tier, confidence, factors, opted_out, version, created_at, updated_at)
@@ -332,6 +342,9 @@ impl Store {
             };
             if written == 0 {
                 tx.rollback().await?;
+                if let Some(conn) = relaxed {
+                    conn.release().await;
+                }
                 return Ok(false);
             }
             if let Some(entry) = &change.history {
@@ -367,6 +380,9 @@ impl Store {
                 .await?;
             }
             tx.commit().await?;
+            if let Some(conn) = relaxed {
+                conn.release().await;
+            }
             Ok(true)
         })
     }

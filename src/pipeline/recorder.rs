@@ -3,10 +3,16 @@
 //! request once its batch is durable, and then announces the conversations with new work to the
 //! queue. Under load this turns thousands of webhooks per second into a few hundred commits;
 //! when idle, a lone webhook is committed at once (nothing waits for a batch to fill).
+//!
+//! On PostgreSQL several batches commit at once (each on its own connection, so one batch's
+//! round trips and WAL flush overlap the next one's); SQLite has one writer, so it takes one batch
+//! at a time. Concurrent batches insert contacts and conversations in id order, so they never
+//! wait on each other in a cycle; a batch that still loses a deadlock is retried once.
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
 
 use crate::domain::{Clock, InboundMessage, StatusUpdate};
 use crate::metrics::Metrics;
@@ -15,6 +21,8 @@ use crate::store::{Store, StoreError};
 
 /// Requests taken into one transaction at most.
 const MAX_BATCH_REQUESTS: usize = 512;
+/// Batches committing at once on PostgreSQL.
+const POSTGRES_BATCHES_IN_FLIGHT: usize = 4;
 
 /// Recording failed: the caller answers 503 and the provider redelivers later.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -85,53 +93,95 @@ async fn run(
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
 ) {
+    let in_flight = match store {
+        Store::Postgres(_) => POSTGRES_BATCHES_IN_FLIGHT,
+        Store::Sqlite(_) => 1,
+    };
+    let permits = Arc::new(Semaphore::new(in_flight));
+    let mut commits = JoinSet::new();
     let mut batch = Vec::with_capacity(MAX_BATCH_REQUESTS);
-    while requests.recv_many(&mut batch, MAX_BATCH_REQUESTS).await > 0 {
-        let mut messages = Vec::new();
-        let mut statuses = Vec::new();
-        // Each request's messages occupy a range of the batch.
-        let mut waiting = Vec::with_capacity(batch.len());
-        for request in batch.drain(..) {
-            let start = messages.len();
-            messages.extend(request.messages);
-            statuses.extend(request.statuses);
-            waiting.push((start..messages.len(), request.done));
+    loop {
+        // A free slot first: while every slot commits, requests pile up into the next batch.
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        if requests.recv_many(&mut batch, MAX_BATCH_REQUESTS).await == 0 {
+            break;
         }
-        match store
+        let taken = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH_REQUESTS));
+        let (store, queue, metrics, clock) =
+            (store.clone(), queue.clone(), metrics.clone(), clock.clone());
+        commits.spawn(async move {
+            commit_batch(taken, &store, &queue, &metrics, clock.as_ref()).await;
+            drop(permit);
+        });
+        while commits.try_join_next().is_some() {}
+    }
+    // Every handle is gone: finish the batches already taken.
+    while commits.join_next().await.is_some() {}
+}
+
+/// Commits one batch, answers its requests, and announces the new work.
+async fn commit_batch(
+    batch: Vec<RecordRequest>,
+    store: &Store,
+    queue: &WorkQueue,
+    metrics: &Metrics,
+    clock: &dyn Clock,
+) {
+    let mut messages = Vec::new();
+    let mut statuses = Vec::new();
+    // Each request's messages occupy a range of the batch.
+    let mut waiting = Vec::with_capacity(batch.len());
+    for request in batch {
+        let start = messages.len();
+        messages.extend(request.messages);
+        statuses.extend(request.statuses);
+        waiting.push((start..messages.len(), request.done));
+    }
+    let mut result = store
+        .record_inbound(&messages, &statuses, clock.now_ms())
+        .await;
+    if result.as_ref().is_err_and(StoreError::is_deadlock) {
+        tracing::info!(
+            messages = messages.len(),
+            "a webhook batch lost a deadlock; retrying it"
+        );
+        result = store
             .record_inbound(&messages, &statuses, clock.now_ms())
-            .await
-        {
-            Ok(outcome) => {
-                let mut is_new = vec![false; messages.len()];
-                for inserted in &outcome.inserted {
-                    is_new[inserted.index] = true;
-                }
-                for (message, new) in messages.iter().zip(&is_new) {
-                    let result = if *new { "recorded" } else { "duplicate" };
-                    metrics.inbound(message.channel.as_str(), result, 1);
-                }
-                for (range, done) in waiting {
-                    let recorded = is_new[range.clone()].iter().filter(|n| **n).count();
-                    let _ = done.send(Ok(RecordSummary {
-                        recorded,
-                        duplicates: range.len() - recorded,
-                    }));
-                }
-                // After the acknowledgement: a failed announcement loses nothing, the recovery
-                // sweep finds recorded messages that no worker took.
-                let conversations = outcome.conversations();
-                if !conversations.is_empty() {
-                    if let Err(err) = queue.push(&conversations).await {
-                        tracing::warn!(error = %err, conversations = conversations.len(), "could not announce new work; the recovery sweep will");
-                    }
-                }
+            .await;
+    }
+    match result {
+        Ok(outcome) => {
+            let mut is_new = vec![false; messages.len()];
+            for inserted in &outcome.inserted {
+                is_new[inserted.index] = true;
             }
-            Err(err) => {
-                tracing::error!(error = %err, messages = messages.len(), "recording a webhook batch failed");
-                let err = RecordError::Store(Arc::new(err));
-                for (_, done) in waiting {
-                    let _ = done.send(Err(err.clone()));
-                }
+            for (message, new) in messages.iter().zip(&is_new) {
+                let result = if *new { "recorded" } else { "duplicate" };
+                metrics.inbound(message.channel.as_str(), result, 1);
+            }
+            for (range, done) in waiting {
+                let recorded = is_new[range.clone()].iter().filter(|n| **n).count();
+                let _ = done.send(Ok(RecordSummary {
+                    recorded,
+                    duplicates: range.len() - recorded,
+                }));
+            }
+            // After the acknowledgement: a failed announcement loses nothing, the recovery
+            // sweep finds recorded messages that no worker took.
+            let conversations = outcome.conversations();
+            if !conversations.is_empty()
+                && let Err(err) = queue.push(&conversations).await
+            {
+                tracing::warn!(error = %err, conversations = conversations.len(), "could not announce new work; the recovery sweep will");
+            }
+        }
+        Err(err) => {
+            tracing::error!(error = %err, messages = messages.len(), "recording a webhook batch failed");
+            let err = RecordError::Store(Arc::new(err));
+            for (_, done) in waiting {
+                let _ = done.send(Err(err.clone()));
             }
         }
     }

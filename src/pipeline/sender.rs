@@ -1,7 +1,7 @@
 //! The sender: delivers the outbound outbox. It claims due messages with a lease (at most one per
 //! conversation, so replies leave in order), hands each to its channel, and records the outcome:
-//! sent with the provider's id, retried later with backoff (honouring `Retry-After`), or failed
-//! with the provider's error code. Woken by workers when they queue a reply, and polling as a
+//! sent with the provider's id (a round's accepted sends in one commit), retried later with
+//! backoff (honouring `Retry-After`), or failed with the provider's error code. Woken by workers when they queue a reply, and polling as a
 //! fallback so several replicas share one outbox.
 
 use std::sync::Arc;
@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
 use crate::consent::{GateDecision, GateRequest};
+use crate::domain::ConversationId;
 use crate::retry::RetryPolicy;
-use crate::store::{OutboundJob, SendFailure};
+use crate::store::{Accepted, OutboundJob, SendFailure};
 
 /// How long a message waits when the consent gate could not check it.
 const GATE_RETRY_MS: i64 = 1_000;
@@ -58,21 +59,47 @@ pub async fn deliver_due(state: &AppState) {
         if jobs.is_empty() {
             return;
         }
-        futures::stream::iter(jobs)
-            .for_each_concurrent(settings.senders, |job| deliver(state, job))
+        let accepted: Vec<(ConversationId, Accepted)> = futures::stream::iter(jobs)
+            .map(|job| deliver(state, job))
+            .buffer_unordered(settings.senders)
+            .filter_map(std::future::ready)
+            .collect()
             .await;
+        record_accepted(state, accepted).await;
     }
 }
 
-/// One delivery attempt and its recorded outcome.
-async fn deliver(state: &AppState, job: OutboundJob) {
+/// Records a round's accepted sends in one transaction (one commit for the round, not one per
+/// message), then shows them to live listeners.
+async fn record_accepted(state: &AppState, accepted: Vec<(ConversationId, Accepted)>) {
+    if accepted.is_empty() {
+        return;
+    }
+    let now = state.clock.now_ms();
+    let (conversations, sent): (Vec<ConversationId>, Vec<Accepted>) = accepted.into_iter().unzip();
+    if let Err(err) = state.store.mark_sent_many(&sent, now).await {
+        // The leases expire and the messages are claimed again: possible duplicates, counted then.
+        tracing::error!(messages = sent.len(), error = %err, "could not record sent messages");
+        return;
+    }
+    for (conversation, sent) in conversations.into_iter().zip(&sent) {
+        // Live listeners see it now; for the web channel this is the delivery itself.
+        if let Ok(Some(record)) = state.store.message(sent.id).await {
+            super::worker::publish(state, conversation, &[record]).await;
+        }
+    }
+}
+
+/// One delivery attempt. An accepted send is returned for the round to record together; every
+/// other outcome (deferred, refused, retried, failed) is recorded here.
+async fn deliver(state: &AppState, job: OutboundJob) -> Option<(ConversationId, Accepted)> {
     if job.previous_attempt_vanished {
         state.metrics.outbound_uncertain.inc();
         tracing::warn!(message.id = %job.id, attempts = job.attempts, "retrying a send whose earlier attempt vanished mid-call; the prospect may receive it twice");
     }
     let channel = job.channel;
     if !passes_gate(state, &job).await {
-        return;
+        return None;
     }
     let outcome = crate::channels::outbound::send(state, &job)
         .await
@@ -85,10 +112,14 @@ async fn deliver(state: &AppState, job: OutboundJob) {
     let recorded = match outcome {
         Ok((provider_id, status)) => {
             state.metrics.send(channel.as_str(), "sent");
-            state
-                .store
-                .mark_sent(job.id, provider_id.as_ref(), status, now)
-                .await
+            return Some((
+                job.conversation_id,
+                Accepted {
+                    id: job.id,
+                    provider_id,
+                    status,
+                },
+            ));
         }
         Err((failure, Some(retry_after))) => {
             let policy = RetryPolicy {
@@ -119,16 +150,16 @@ async fn deliver(state: &AppState, job: OutboundJob) {
     };
     match recorded {
         Ok(()) => {
-            // Live listeners see it now; for the web channel this is the delivery itself.
             if let Ok(Some(record)) = state.store.message(job.id).await {
                 super::worker::publish(state, job.conversation_id, &[record]).await;
             }
         }
         Err(err) => {
-            // The lease expires and the message is claimed again: a possible duplicate, counted then.
+            // The lease expires and the message is claimed again.
             tracing::error!(message.id = %job.id, error = %err, "could not record a send outcome");
         }
     }
+    None
 }
 
 /// The consent gate, right before the provider call. A deferred message is released until its

@@ -87,6 +87,13 @@ pub async fn process_conversation(
         let Some(conversation) = conversation.as_ref() else {
             anyhow::bail!("pending messages for a conversation that does not exist");
         };
+        // Marking the newest message read marks the ones before it too (WhatsApp's rule), and
+        // its typing indicator covers the whole page: one Graph API call, not one per message.
+        if conversation.channel == Channel::Whatsapp
+            && let Some(newest) = pending.last()
+        {
+            mark_read_with_typing(state, conversation, newest);
+        }
         for message in pending {
             handle_message(state, conversation, message).await?;
         }
@@ -98,9 +105,6 @@ async fn handle_message(
     conversation: &ConversationRecord,
     message: PendingInbound,
 ) -> anyhow::Result<()> {
-    if conversation.channel == Channel::Whatsapp {
-        mark_read_with_typing(state, conversation, &message);
-    }
     let completion = decide(state, conversation, &message).await?;
     let now = state.clock.now_ms();
     let committed = state

@@ -151,10 +151,12 @@ impl Store {
             let mut outcome = RecordOutcome::default();
             for chunk in prepared.chunks(INSERT_CHUNK) {
                 let mut seen = HashSet::new();
-                let contacts: Vec<&Prepared> = chunk
+                // In id order, so concurrent batches lock the same rows in the same order.
+                let mut contacts: Vec<&Prepared> = chunk
                     .iter()
                     .filter(|p| seen.insert(&p.contact_id))
                     .collect();
+                contacts.sort_unstable_by(|a, b| a.contact_id.cmp(&b.contact_id));
                 let mut insert = QueryBuilder::<Db>::new(
                     "INSERT INTO contacts (id, tenant_id, channel, address, display_name, created_at, updated_at) ",
                 );
@@ -171,10 +173,11 @@ impl Store {
                 insert.build().execute(&mut *tx).await?;
 
                 let mut seen = HashSet::new();
-                let conversations: Vec<&Prepared> = chunk
+                let mut conversations: Vec<&Prepared> = chunk
                     .iter()
                     .filter(|p| seen.insert(&p.conversation_id))
                     .collect();
+                conversations.sort_unstable_by(|a, b| a.conversation_id.cmp(&b.conversation_id));
                 let mut insert = QueryBuilder::<Db>::new(
                     "INSERT INTO conversations (id, tenant_id, contact_id, channel, thread, state, created_at, updated_at) ",
                 );
@@ -309,7 +312,10 @@ impl Store {
         let message = message.to_string();
         let conversation_id = conversation.id.to_string();
         on_pool!(self, |pool, Db| {
-            let mut tx = pool.begin().await?;
+            // The completion's commit need not wait for the disk: the sender's durable claim on a
+            // reply comes first (see `store::relaxed`).
+            let mut conn = super::RelaxedConnection::<Db>::acquire(pool).await?;
+            let mut tx = conn.begin().await?;
             let updated = sqlx::query(
                 "UPDATE messages SET processing = $1, intent = $2, confidence = $3, updated_at = $4
                  WHERE id = $5 AND processing = 'pending'",
@@ -328,6 +334,7 @@ impl Store {
             .rows_affected();
             if updated == 0 {
                 tx.rollback().await?;
+                conn.release().await;
                 return Ok(false);
             }
             if !replies.is_empty() {
@@ -389,6 +396,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
+            conn.release().await;
             Ok(true)
         })
     }

@@ -17,6 +17,7 @@ mod maintenance;
 mod outbox;
 mod receipts;
 mod records;
+mod relaxed;
 mod staff;
 mod usage;
 mod visits;
@@ -36,8 +37,9 @@ pub use handoffs::{ClaimOutcome, HandoffRecord, NewHandoff};
 pub use inbound::{AgentMeta, Completion, Inserted, LedgerEntry, NewReply, RecordOutcome};
 pub use listing::{ConversationListing, ListFilter};
 pub use maintenance::MaintenanceReport;
-pub use outbox::{OutboundJob, SendFailure};
+pub use outbox::{Accepted, OutboundJob, SendFailure};
 pub use records::{ConversationRecord, MessageRecord, PendingInbound};
+pub(crate) use relaxed::RelaxedConnection;
 pub use staff::StaffRecord;
 pub use usage::UsageRow;
 pub use visits::VisitRequest;
@@ -51,6 +53,14 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
+}
+
+impl StoreError {
+    /// PostgreSQL chose this transaction as a deadlock's victim (SQLSTATE 40P01): running it
+    /// again is safe and will most likely succeed.
+    pub fn is_deadlock(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(db)) if db.code().as_deref() == Some("40P01"))
+    }
 }
 
 /// The record store.
@@ -93,6 +103,9 @@ impl Store {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // The database is a file in this process: a connection cannot drop out under us, and
+            // the default ping before each use was a round trip to its thread for every query.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;

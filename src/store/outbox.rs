@@ -57,6 +57,15 @@ pub struct SendFailure {
     pub detail: String,
 }
 
+/// A message its provider accepted, to record as sent.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub id: MessageId,
+    /// The provider's id for it; `None` for channels without one (the web channel).
+    pub provider_id: Option<ProviderMessageId>,
+    pub status: DeliveryStatus,
+}
+
 const CLAIM_CANDIDATES: &str = "
     SELECT m.seq FROM messages m
     WHERE m.direction = 'outbound' AND m.status = 'queued'
@@ -141,7 +150,6 @@ impl Store {
 
     /// The provider accepted the message: record its id and apply receipts that came early.
     /// Channels without provider receipts (the web channel) pass `Delivered` and no id.
-    #[tracing::instrument(skip_all, fields(message.id = %id))]
     pub async fn mark_sent(
         &self,
         id: MessageId,
@@ -149,47 +157,68 @@ impl Store {
         status: DeliveryStatus,
         now: i64,
     ) -> Result<(), StoreError> {
-        let id = id.to_string();
+        self.mark_sent_many(
+            &[Accepted {
+                id,
+                provider_id: provider_id.cloned(),
+                status,
+            }],
+            now,
+        )
+        .await
+    }
+
+    /// [`Store::mark_sent`] for several messages in one transaction: the sender records a
+    /// round of sends with one commit rather than one each.
+    #[tracing::instrument(skip_all, fields(messages = accepted.len()))]
+    pub async fn mark_sent_many(&self, accepted: &[Accepted], now: i64) -> Result<(), StoreError> {
+        if accepted.is_empty() {
+            return Ok(());
+        }
         on_pool!(self, |pool, Db| {
             let mut tx = pool.begin().await?;
-            let row: Option<(String, String)> = sqlx::query_as(
-                "UPDATE messages
-                 SET status = $1, status_rank = $2, provider_message_id = $3, lease_until = NULL,
-                     error_code = NULL, error_detail = NULL, updated_at = $4
-                 WHERE id = $5 AND status = 'queued'
-                 RETURNING tenant_id, channel",
-            )
-            .bind(status.as_str())
-            .bind(status.rank() as i32)
-            .bind(provider_id.map(|p| p.as_str()))
-            .bind(now)
-            .bind(&id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let (Some((tenant, channel)), Some(provider_id)) = (row, provider_id) {
-                let early: Option<(String, i32, Option<i64>, Option<String>)> = sqlx::query_as(
-                    "SELECT status, status_rank, error_code, error_title FROM delivery_receipts
-                     WHERE tenant_id = $1 AND channel = $2 AND provider_message_id = $3
-                     ORDER BY status_rank DESC LIMIT 1",
+            for sent in accepted {
+                let id = sent.id.to_string();
+                let provider_id = sent.provider_id.as_ref();
+                let row: Option<(String, String)> = sqlx::query_as(
+                    "UPDATE messages
+                     SET status = $1, status_rank = $2, provider_message_id = $3, lease_until = NULL,
+                         error_code = NULL, error_detail = NULL, updated_at = $4
+                     WHERE id = $5 AND status = 'queued'
+                     RETURNING tenant_id, channel",
                 )
-                .bind(&tenant)
-                .bind(&channel)
-                .bind(provider_id.as_str())
+                .bind(sent.status.as_str())
+                .bind(sent.status.rank() as i32)
+                .bind(provider_id.map(|p| p.as_str()))
+                .bind(now)
+                .bind(&id)
                 .fetch_optional(&mut *tx)
                 .await?;
-                if let Some((status, rank, code, title)) = early {
-                    sqlx::query(
-                        "UPDATE messages SET status = $1, status_rank = $2,
-                             error_code = COALESCE($3, error_code), error_detail = COALESCE($4, error_detail)
-                         WHERE id = $5 AND status_rank < $2",
+                if let (Some((tenant, channel)), Some(provider_id)) = (row, provider_id) {
+                    let early: Option<(String, i32, Option<i64>, Option<String>)> = sqlx::query_as(
+                        "SELECT status, status_rank, error_code, error_title FROM delivery_receipts
+                             WHERE tenant_id = $1 AND channel = $2 AND provider_message_id = $3
+                             ORDER BY status_rank DESC LIMIT 1",
                     )
-                    .bind(status)
-                    .bind(rank)
-                    .bind(code)
-                    .bind(title)
-                    .bind(&id)
-                    .execute(&mut *tx)
+                    .bind(&tenant)
+                    .bind(&channel)
+                    .bind(provider_id.as_str())
+                    .fetch_optional(&mut *tx)
                     .await?;
+                    if let Some((status, rank, code, title)) = early {
+                        sqlx::query(
+                            "UPDATE messages SET status = $1, status_rank = $2,
+                                 error_code = COALESCE($3, error_code), error_detail = COALESCE($4, error_detail)
+                             WHERE id = $5 AND status_rank < $2",
+                        )
+                        .bind(status)
+                        .bind(rank)
+                        .bind(code)
+                        .bind(title)
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                 }
             }
             tx.commit().await?;

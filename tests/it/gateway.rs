@@ -19,6 +19,7 @@ on_both_backends!(
     a_crash_between_recording_and_processing_loses_nothing_and_duplicates_nothing,
     the_web_channel_answers_through_messages_and_server_sent_events,
     delivery_statuses_move_the_reply_forward,
+    messages_handled_together_are_marked_read_once_through_the_newest,
 );
 
 async fn a_text_message_gets_exactly_one_reply_through_the_graph_api(backends: Backends) {
@@ -110,6 +111,31 @@ async fn messages_of_one_conversation_are_answered_in_order(backends: Backends) 
         to_first[1].contains("visit"),
         "then the visit: {to_first:?}"
     );
+}
+
+async fn messages_handled_together_are_marked_read_once_through_the_newest(backends: Backends) {
+    let app = TestApp::start(Spawn::new(backends)).await;
+    // One delivery with three messages from one prospect: a worker takes them as one page.
+    let delivery = whatsapp_texts(
+        "919800000005",
+        &[
+            ("wamid.p1", "hello"),
+            ("wamid.p2", "what is the price of a 2 BHK?"),
+            ("wamid.p3", "and is there parking?"),
+        ],
+    );
+    assert_eq!(app.post_whatsapp(&delivery).await.status(), 200);
+    let sent = app.graph.wait_for_sent(3, Duration::from_secs(20)).await;
+    assert_eq!(sent.len(), 3, "one reply per message");
+    let mark_reads: Vec<Value> = app
+        .graph
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_mark_read())
+        .map(|r| r.body["message_id"].clone())
+        .collect();
+    // Marking the newest read marks the earlier ones too, as WhatsApp shows them.
+    assert_eq!(mark_reads, vec![Value::from("wamid.p3")]);
 }
 
 async fn a_crash_between_recording_and_processing_loses_nothing_and_duplicates_nothing(

@@ -260,6 +260,8 @@ async fn a_change_saves_history_and_jobs_and_a_stale_version_is_refused(app: Lea
             lead: &stale,
             history: None,
             jobs: Vec::new(),
+            // The pipeline's relaxed commit refuses a stale version just the same.
+            relaxed: true,
         })
         .await
         .unwrap();
