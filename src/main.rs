@@ -7,11 +7,6 @@ use parley::app::App;
 use parley::cli::{bench, chat, eval, ingest, knowledge_bench};
 use parley::config::Config;
 
-/// mimalloc rather than glibc's allocator: a loaded server makes many small, short-lived
-/// allocations per message (JSON, strings), and glibc's malloc and free took about 12% of its CPU.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Parley: a conversational agent server for WhatsApp, email and web chat.
 #[derive(Debug, Parser)]
 #[command(version, about)]
