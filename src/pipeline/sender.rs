@@ -1,11 +1,11 @@
 //! The sender: delivers the outbound outbox. It claims due messages with a lease (at most one per
 //! conversation, so replies leave in order), hands each to its channel, and records the outcome:
 //! sent with the provider's id (a round's accepted sends in one commit), retried later with
-//! backoff (honouring `Retry-After`), or failed with the provider's error code. Woken by workers when they queue a reply, and polling as a
-//! fallback so several replicas share one outbox.
+//! backoff (honouring `Retry-After`), or failed with the provider's error code. Woken by workers
+//! when they queue a reply, and polling as a fallback so several replicas share one outbox.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -32,14 +32,24 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken, drain_for: D
         }
         deliver_due(&state).await;
     }
-    // Flush: replies committed before the stop go out now rather than after a restart.
-    let _ = tokio::time::timeout(drain_for, deliver_due(&state)).await;
+    // Flush: replies committed before the stop go out now rather than after a restart. No new
+    // round starts after `drain_for`, but a round is never cut off: its sends are recorded only
+    // when it ends, and a send left unrecorded would go out again after the restart.
+    deliver_due_until(&state, Some(Instant::now() + drain_for)).await;
 }
 
 /// Delivers due messages until none is left.
 pub async fn deliver_due(state: &AppState) {
+    deliver_due_until(state, None).await;
+}
+
+/// Delivers due messages until none is left, starting no round after `deadline`.
+async fn deliver_due_until(state: &AppState, deadline: Option<Instant>) {
     let settings = &state.config.pipeline;
     loop {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return;
+        }
         let now = state.clock.now_ms();
         let jobs = match state
             .store
