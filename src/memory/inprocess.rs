@@ -68,11 +68,11 @@ impl InProcessMemory {
         });
     }
 
-    pub(super) fn append(&self, conversation: ConversationId, turn: Turn) -> Vec<Turn> {
+    pub(super) fn append_all(&self, conversation: ConversationId, turns: Vec<Turn>) -> Vec<Turn> {
         let window = self.window;
         let mut dropped = Vec::new();
         self.update(conversation, |r| {
-            r.turns.push_back(turn);
+            r.turns.extend(turns);
             while r.turns.len() > window {
                 dropped.extend(r.turns.pop_front());
             }

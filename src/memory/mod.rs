@@ -96,8 +96,26 @@ impl Memory {
         turn: Turn,
     ) -> Result<Vec<Turn>, MemoryError> {
         match self {
-            Self::InProcess(m) => Ok(m.append(conversation, turn)),
-            Self::Redis(m) => m.append(conversation, &turn).await,
+            Self::InProcess(m) => Ok(m.append_all(conversation, vec![turn])),
+            Self::Redis(m) => {
+                m.append_all(conversation, std::slice::from_ref(&turn))
+                    .await
+            }
+        }
+    }
+
+    /// Adds several turns at once (one round trip), in order; returns the turns dropped.
+    pub async fn append_all(
+        &self,
+        conversation: ConversationId,
+        turns: Vec<Turn>,
+    ) -> Result<Vec<Turn>, MemoryError> {
+        if turns.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Self::InProcess(m) => Ok(m.append_all(conversation, turns)),
+            Self::Redis(m) => m.append_all(conversation, &turns).await,
         }
     }
 

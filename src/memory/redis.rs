@@ -63,13 +63,16 @@ impl RedisMemory {
     }
 
     #[tracing::instrument(skip_all, fields(conversation.id = %conversation))]
-    pub(super) async fn append(
+    pub(super) async fn append_all(
         &self,
         conversation: ConversationId,
-        turn: &Turn,
+        turns: &[Turn],
     ) -> Result<Vec<Turn>, MemoryError> {
         let keys = self.keys(conversation);
-        let json = serde_json::to_string(turn)?;
+        let json = turns
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<_>, _>>()?;
         let mut pipe = redis::pipe();
         pipe.atomic();
         pipe.rpush(&keys.turns, json).ignore();

@@ -1,18 +1,19 @@
-//! The sender: delivers the outbound outbox. It claims due messages with a lease (at most one per
-//! conversation, so replies leave in order), hands each to its channel, and records the outcome:
-//! sent with the provider's id (a round's accepted sends in one commit), retried later with
-//! backoff (honouring `Retry-After`), or failed with the provider's error code. Woken by workers
-//! when they queue a reply, and polling as a fallback so several replicas share one outbox.
+//! The sender: delivers the outbound outbox. It keeps up to `PARLEY_SENDERS` sends in flight,
+//! claiming due messages with a lease (at most one per conversation, so replies leave in order)
+//! whenever a slot frees. Each is handed to its channel and its outcome recorded: sent with the
+//! provider's id (every send that finished meanwhile in one commit), retried later with backoff
+//! (honouring `Retry-After`), or failed with the provider's error code. Woken by workers when
+//! they queue a reply, and polling as a fallback so several replicas share one outbox.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
 use crate::consent::{GateDecision, GateRequest};
-use crate::domain::ConversationId;
+use crate::domain::{ConversationId, MessageId};
 use crate::retry::RetryPolicy;
 use crate::store::{Accepted, OutboundJob, SendFailure};
 
@@ -39,77 +40,116 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken, drain_for: D
 }
 
 /// Delivers due messages until none is left.
-pub async fn deliver_due(state: &AppState) {
+pub async fn deliver_due(state: &Arc<AppState>) {
     deliver_due_until(state, None).await;
 }
 
-/// Delivers due messages until none is left, starting no round after `deadline`.
-async fn deliver_due_until(state: &AppState, deadline: Option<Instant>) {
+/// Delivers due messages until none is left, claiming nothing after `deadline` (what was
+/// claimed is still delivered and recorded).
+async fn deliver_due_until(state: &Arc<AppState>, deadline: Option<Instant>) {
     let settings = &state.config.pipeline;
+    // One task per message being delivered. Tasks, not futures polled by this loop: they
+    // must go on while it waits for the store (a delivery holding a pooled connection that
+    // nobody polls would starve the claim waiting for one).
+    let mut sending: JoinSet<Delivery> = JoinSet::new();
+    let mut accepted: Vec<(ConversationId, Accepted)> = Vec::new();
+    // Whether the last claim found fewer messages than it had room for: nothing more is due
+    // until a send finishes (which may make its conversation's next reply claimable).
+    let mut exhausted = false;
     loop {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return;
-        }
-        let now = state.clock.now_ms();
-        let jobs = match state
-            .store
-            .claim_outbound(
-                now,
-                settings.send_lease.as_millis() as i64,
-                settings.senders as i64,
-            )
-            .await
-        {
-            Ok(jobs) => jobs,
-            Err(err) => {
-                tracing::warn!(error = %err, "could not claim outbound messages");
-                return;
+        let claiming = !exhausted && deadline.is_none_or(|d| Instant::now() < d);
+        let room = settings.senders.saturating_sub(sending.len());
+        if claiming && room > 0 {
+            let now = state.clock.now_ms();
+            match state
+                .store
+                .claim_outbound(now, settings.send_lease.as_millis() as i64, room as i64)
+                .await
+            {
+                Ok(jobs) => {
+                    exhausted = jobs.len() < room;
+                    for job in jobs {
+                        let state = state.clone();
+                        sending.spawn(async move { deliver(&state, job).await });
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not claim outbound messages");
+                    exhausted = true;
+                }
             }
-        };
-        if jobs.is_empty() {
+        }
+        if sending.is_empty() {
+            record_accepted(state, std::mem::take(&mut accepted)).await;
             return;
         }
-        let accepted: Vec<(ConversationId, Accepted)> = futures::stream::iter(jobs)
-            .map(|job| deliver(state, job))
-            .buffer_unordered(settings.senders)
-            .filter_map(std::future::ready)
-            .collect()
-            .await;
-        record_accepted(state, accepted).await;
+        // Wait for one send, take every other one that finished meanwhile, and record them
+        // together: one commit however many finished.
+        let mut finished = Vec::new();
+        finished.extend(sending.join_next().await);
+        while let Some(delivery) = sending.try_join_next() {
+            finished.push(delivery);
+        }
+        for delivery in finished {
+            match delivery {
+                // A recorded send makes its conversation's next message claimable.
+                Ok(Delivery::Sent(conversation, sent)) => {
+                    exhausted = false;
+                    accepted.push((conversation, sent));
+                }
+                // Settled or waiting: what stood behind it may be claimable now.
+                Ok(Delivery::NotSent) => exhausted = false,
+                // Its claim's lease expires and the message is claimed again.
+                Err(err) => tracing::error!(error = %err, "a delivery task failed"),
+            }
+        }
+        record_accepted(state, std::mem::take(&mut accepted)).await;
     }
 }
 
-/// Records a round's accepted sends in one transaction (one commit for the round, not one per
-/// message), then shows them to live listeners.
+/// What became of one claimed message.
+enum Delivery {
+    /// The provider accepted it; it is recorded with the next commit.
+    Sent(ConversationId, Accepted),
+    /// Not sent: refused, failed, deferred, or waiting for a retry (its outcome recorded, or its
+    /// lease left to expire when the store could not record it).
+    NotSent,
+}
+
+/// Records sends the providers accepted (one commit) and tells live viewers.
 async fn record_accepted(state: &AppState, accepted: Vec<(ConversationId, Accepted)>) {
     if accepted.is_empty() {
         return;
     }
     let now = state.clock.now_ms();
-    let (conversations, sent): (Vec<ConversationId>, Vec<Accepted>) = accepted.into_iter().unzip();
+    let sent: Vec<Accepted> = accepted.into_iter().map(|(_, sent)| sent).collect();
     if let Err(err) = state.store.mark_sent_many(&sent, now).await {
-        // The leases expire and the messages are claimed again: possible duplicates, counted then.
+        // The leases expire and the messages are claimed again.
         tracing::error!(messages = sent.len(), error = %err, "could not record sent messages");
         return;
     }
-    for (conversation, sent) in conversations.into_iter().zip(&sent) {
-        // Live listeners see it now; for the web channel this is the delivery itself.
-        if let Ok(Some(record)) = state.store.message(sent.id).await {
-            super::worker::publish(state, conversation, &[record]).await;
+    let ids: Vec<MessageId> = sent.iter().map(|s| s.id).collect();
+    let records = match state.store.messages(&ids).await {
+        Ok(records) => records,
+        Err(err) => {
+            tracing::debug!(error = %err, "sent messages not re-read for live updates");
+            return;
         }
-    }
+    };
+    futures::future::join_all(records.iter().map(|record| {
+        super::worker::publish(state, record.conversation_id, std::slice::from_ref(record))
+    }))
+    .await;
 }
 
-/// One delivery attempt. An accepted send is returned for the round to record together; every
-/// other outcome (deferred, refused, retried, failed) is recorded here.
-async fn deliver(state: &AppState, job: OutboundJob) -> Option<(ConversationId, Accepted)> {
+async fn deliver(state: &AppState, job: OutboundJob) -> Delivery {
     if job.previous_attempt_vanished {
         state.metrics.outbound_uncertain.inc();
         tracing::warn!(message.id = %job.id, attempts = job.attempts, "retrying a send whose earlier attempt vanished mid-call; the prospect may receive it twice");
     }
     let channel = job.channel;
-    if !passes_gate(state, &job).await {
-        return None;
+    if let Some(stopped) = gate(state, &job).await {
+        return stopped;
     }
     let outcome = crate::channels::outbound::send(state, &job)
         .await
@@ -122,14 +162,14 @@ async fn deliver(state: &AppState, job: OutboundJob) -> Option<(ConversationId, 
     let recorded = match outcome {
         Ok((provider_id, status)) => {
             state.metrics.send(channel.as_str(), "sent");
-            return Some((
+            return Delivery::Sent(
                 job.conversation_id,
                 Accepted {
                     id: job.id,
                     provider_id,
                     status,
                 },
-            ));
+            );
         }
         Err((failure, Some(retry_after))) => {
             let policy = RetryPolicy {
@@ -140,42 +180,50 @@ async fn deliver(state: &AppState, job: OutboundJob) -> Option<(ConversationId, 
                 Some(delay) => {
                     state.metrics.send(channel.as_str(), "retry");
                     tracing::info!(message.id = %job.id, attempts = job.attempts, code = failure.code, delay_ms = delay.as_millis() as u64, "send failed; will retry");
-                    state
+                    let recorded = state
                         .store
                         .schedule_retry(job.id, now + delay.as_millis() as i64, &failure, now)
-                        .await
+                        .await;
+                    (recorded, Delivery::NotSent)
                 }
                 None => {
                     state.metrics.send(channel.as_str(), "failed");
                     tracing::warn!(message.id = %job.id, attempts = job.attempts, code = failure.code, "send failed after the last attempt");
-                    state.store.mark_failed(job.id, &failure, now).await
+                    (
+                        state.store.mark_failed(job.id, &failure, now).await,
+                        Delivery::NotSent,
+                    )
                 }
             }
         }
         Err((failure, None)) => {
             state.metrics.send(channel.as_str(), "failed");
             tracing::warn!(message.id = %job.id, code = failure.code, "send failed permanently");
-            state.store.mark_failed(job.id, &failure, now).await
+            (
+                state.store.mark_failed(job.id, &failure, now).await,
+                Delivery::NotSent,
+            )
         }
     };
     match recorded {
-        Ok(()) => {
+        (Ok(()), delivery) => {
             if let Ok(Some(record)) = state.store.message(job.id).await {
                 super::worker::publish(state, job.conversation_id, &[record]).await;
             }
+            delivery
         }
-        Err(err) => {
+        (Err(err), _) => {
             // The lease expires and the message is claimed again.
             tracing::error!(message.id = %job.id, error = %err, "could not record a send outcome");
+            Delivery::NotSent
         }
     }
-    None
 }
 
-/// The consent gate, right before the provider call. A deferred message is released until its
-/// time, a refused one is recorded `blocked`, and when the gate cannot decide (the store is
-/// unreachable) nothing is sent: the message is retried shortly.
-async fn passes_gate(state: &AppState, job: &OutboundJob) -> bool {
+/// The consent gate, right before the provider call: `None` to send. A deferred message is
+/// released until its time, a refused one is recorded `blocked`, and when the gate cannot decide
+/// (the store is unreachable) nothing is sent: the message is retried shortly.
+async fn gate(state: &AppState, job: &OutboundJob) -> Option<Delivery> {
     let now = state.clock.now_ms();
     let request = GateRequest {
         tenant: &job.tenant,
@@ -185,23 +233,25 @@ async fn passes_gate(state: &AppState, job: &OutboundJob) -> bool {
         purpose: job.purpose,
         template: job.template.is_some(),
     };
-    let recorded = match state.consent.gate(request, now).await {
-        Ok(GateDecision::Send) => return true,
+    let (recorded, delivery) = match state.consent.gate(request, now).await {
+        Ok(GateDecision::Send) => return None,
         Ok(GateDecision::Defer { until_ms, reason }) => {
             state.metrics.send(job.channel.as_str(), "deferred");
             tracing::info!(message.id = %job.id, reason = reason.as_str(), "send deferred by the consent gate");
-            state
+            let recorded = state
                 .store
                 .defer_outbound(job.id, until_ms, reason.as_str(), now)
-                .await
+                .await;
+            (recorded, Delivery::NotSent)
         }
         Ok(GateDecision::Refuse(reason)) => {
             state.metrics.send(job.channel.as_str(), "blocked");
             tracing::info!(message.id = %job.id, reason = reason.as_str(), "send refused by the consent gate");
-            state
+            let recorded = state
                 .store
                 .block_outbound(job.id, reason.as_str(), reason.explain(), now)
-                .await
+                .await;
+            (recorded, Delivery::NotSent)
         }
         Err(err) => {
             tracing::warn!(message.id = %job.id, error = %err, "consent gate unavailable; the message waits");
@@ -209,14 +259,18 @@ async fn passes_gate(state: &AppState, job: &OutboundJob) -> bool {
                 code: None,
                 detail: "the consent gate could not check this message".to_owned(),
             };
-            state
+            let recorded = state
                 .store
                 .schedule_retry(job.id, now + GATE_RETRY_MS, &failure, now)
-                .await
+                .await;
+            (recorded, Delivery::NotSent)
         }
     };
-    if let Err(err) = recorded {
-        tracing::error!(message.id = %job.id, error = %err, "could not record the consent gate's decision; the lease will expire");
+    match recorded {
+        Ok(()) => Some(delivery),
+        Err(err) => {
+            tracing::error!(message.id = %job.id, error = %err, "could not record the consent gate's decision; the lease will expire");
+            Some(Delivery::NotSent)
+        }
     }
-    false
 }

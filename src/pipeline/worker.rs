@@ -142,22 +142,31 @@ async fn handle_message(
         state.metrics.handoff_opened(&handoff.reason);
         handoff::announce(state, "opened", &handoff.id).await;
     }
-    let dropped = remember(state, conversation.id, &message, &completion).await;
-    crate::leads::observe(state, conversation, &message, &completion).await;
-    publish(
-        state,
-        conversation.id,
-        &records_of(conversation, &message, &completion, now),
-    )
-    .await;
-    if !completion.replies.is_empty() {
-        state.outbox_wakeup.notify_one();
-    }
-    // After the replies are on their way; before this conversation's next message, which should
-    // see the summary.
-    if !dropped.is_empty() {
-        fold_summary(state, conversation, &dropped).await;
-    }
+    // The derived state, side by side (each in its own store); all of it before this
+    // conversation's next message, which should see the memory, the summary and the lead.
+    let memory = async {
+        let dropped = remember(state, conversation.id, &message, &completion).await;
+        if !dropped.is_empty() {
+            fold_summary(state, conversation, &dropped).await;
+        }
+    };
+    let live = async {
+        publish(
+            state,
+            conversation.id,
+            &records_of(conversation, &message, &completion, now),
+        )
+        .await;
+        // After the queued replies were shown, so the sender's "sent" follows them.
+        if !completion.replies.is_empty() {
+            state.outbox_wakeup.notify_one();
+        }
+    };
+    tokio::join!(
+        memory,
+        crate::leads::observe(state, conversation, &message, &completion),
+        live
+    );
     Ok(())
 }
 
@@ -911,17 +920,13 @@ async fn remember(
         text: r.text.clone(),
         at_ms: now,
     }));
-    let mut dropped = Vec::new();
-    for turn in turns {
-        match state.memory.append(conversation, turn).await {
-            Ok(out) => dropped.extend(out),
-            Err(err) => {
-                tracing::warn!(conversation.id = %conversation, error = %err, "could not update conversation memory");
-                break;
-            }
+    match state.memory.append_all(conversation, turns).await {
+        Ok(dropped) => dropped,
+        Err(err) => {
+            tracing::warn!(conversation.id = %conversation, error = %err, "could not update conversation memory");
+            Vec::new()
         }
     }
-    dropped
 }
 
 /// The records the exchange produced, built from what the worker holds (no extra reads).

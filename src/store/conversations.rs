@@ -80,4 +80,24 @@ impl Store {
         });
         row.map(MessageRecord::try_from).transpose()
     }
+
+    /// Several messages in one round trip, in no particular order; ids not found are left out.
+    pub async fn messages(&self, ids: &[MessageId]) -> Result<Vec<MessageRecord>, StoreError> {
+        let mut records = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(super::inbound::INSERT_CHUNK) {
+            let rows: Vec<MessageRow> = on_pool!(self, |pool, Db| {
+                let mut select = sqlx::QueryBuilder::<Db>::new(format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN ("
+                ));
+                let mut list = select.separated(", ");
+                for id in chunk {
+                    list.push_bind(id.to_string());
+                }
+                select.push(")");
+                select.build_query_as().fetch_all(pool).await?
+            });
+            records.extend(convert::<MessageRow, MessageRecord>(rows)?);
+        }
+        Ok(records)
+    }
 }

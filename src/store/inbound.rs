@@ -16,7 +16,7 @@ use crate::domain::{
 use crate::store::ConversationRecord;
 
 /// Rows per multi-row INSERT, well under both dialects' bound-parameter limits.
-const INSERT_CHUNK: usize = 400;
+pub(super) const INSERT_CHUNK: usize = 400;
 
 /// What recording a batch did.
 #[derive(Debug, Default, Clone)]

@@ -6,6 +6,10 @@
 //! claimed again: that is the one window in which a message can be sent twice, and
 //! `OutboundJob::previous_attempt_vanished` lets the caller count it.
 
+use std::collections::HashMap;
+
+use sqlx::QueryBuilder;
+
 use super::records::{parse_channel, parse_uuid};
 use super::{Store, StoreError, on_pool};
 use crate::consent::Purpose;
@@ -33,6 +37,18 @@ pub struct OutboundJob {
     pub purpose: Purpose,
     /// The approved template it uses, as stored (`{"name","language","params"}`).
     pub template: Option<serde_json::Value>,
+}
+
+/// A delivery receipt recorded before its message was marked sent.
+#[derive(sqlx::FromRow)]
+struct EarlyReceipt {
+    tenant_id: String,
+    channel: String,
+    provider_message_id: String,
+    status: String,
+    status_rank: i32,
+    error_code: Option<i64>,
+    error_title: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -102,6 +118,7 @@ impl Store {
                     .fetch_all(pool)
                     .await?
             }
+            // Two senders must never take the same message.
             Store::Postgres(pool) => {
                 sqlx::query_as(&format!(
                     "{update}{CLAIM_CANDIDATES} FOR UPDATE OF m SKIP LOCKED){CLAIM_RETURNING}"
@@ -177,48 +194,88 @@ impl Store {
         }
         on_pool!(self, |pool, Db| {
             let mut tx = pool.begin().await?;
-            for sent in accepted {
-                let id = sent.id.to_string();
-                let provider_id = sent.provider_id.as_ref();
-                let row: Option<(String, String)> = sqlx::query_as(
+            for chunk in accepted.chunks(super::inbound::INSERT_CHUNK) {
+                // One UPDATE for the chunk (both dialects name a VALUES list's columns
+                // column1, column2, ...).
+                let mut update = QueryBuilder::<Db>::new(
                     "UPDATE messages
-                     SET status = $1, status_rank = $2, provider_message_id = $3, lease_until = NULL,
-                         error_code = NULL, error_detail = NULL, updated_at = $4
-                     WHERE id = $5 AND status = 'queued'
-                     RETURNING tenant_id, channel",
-                )
-                .bind(sent.status.as_str())
-                .bind(sent.status.rank() as i32)
-                .bind(provider_id.map(|p| p.as_str()))
-                .bind(now)
-                .bind(&id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let (Some((tenant, channel)), Some(provider_id)) = (row, provider_id) {
-                    let early: Option<(String, i32, Option<i64>, Option<String>)> = sqlx::query_as(
-                        "SELECT status, status_rank, error_code, error_title FROM delivery_receipts
-                             WHERE tenant_id = $1 AND channel = $2 AND provider_message_id = $3
-                             ORDER BY status_rank DESC LIMIT 1",
-                    )
-                    .bind(&tenant)
-                    .bind(&channel)
-                    .bind(provider_id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some((status, rank, code, title)) = early {
-                        sqlx::query(
-                            "UPDATE messages SET status = $1, status_rank = $2,
-                                 error_code = COALESCE($3, error_code), error_detail = COALESCE($4, error_detail)
-                             WHERE id = $5 AND status_rank < $2",
-                        )
-                        .bind(status)
-                        .bind(rank)
-                        .bind(code)
-                        .bind(title)
-                        .bind(&id)
-                        .execute(&mut *tx)
-                        .await?;
+                     SET status = v.new_status, status_rank = v.new_rank,
+                         provider_message_id = v.new_provider_id, lease_until = NULL,
+                         error_code = NULL, error_detail = NULL, updated_at = ",
+                );
+                update.push_bind(now);
+                update.push(
+                    " FROM (SELECT column1 AS new_id, column2 AS new_status, column3 AS new_rank,
+                                   column4 AS new_provider_id FROM (",
+                );
+                update.push_values(chunk, |mut row, sent| {
+                    row.push_bind(sent.id.to_string())
+                        .push_bind(sent.status.as_str())
+                        .push_bind(sent.status.rank() as i32)
+                        .push_bind(sent.provider_id.as_ref().map(|p| p.as_str().to_owned()));
+                });
+                update.push(
+                    ") AS listed) AS v
+                     WHERE messages.id = v.new_id AND messages.status = 'queued'
+                     RETURNING id, tenant_id, channel, provider_message_id",
+                );
+                let sent: Vec<(String, String, String, Option<String>)> =
+                    update.build_query_as().fetch_all(&mut *tx).await?;
+                let with_provider_id: Vec<(String, String, String, String)> = sent
+                    .into_iter()
+                    .filter_map(|(id, tenant, channel, provider)| {
+                        provider.map(|provider| (id, tenant, channel, provider))
+                    })
+                    .collect();
+                if with_provider_id.is_empty() {
+                    continue;
+                }
+                // Receipts that arrived before the send was recorded (the provider can be
+                // faster than our commit), applied now: the highest state wins.
+                let mut select = QueryBuilder::<Db>::new(
+                    "SELECT tenant_id, channel, provider_message_id, status, status_rank, error_code, error_title
+                     FROM delivery_receipts WHERE (tenant_id, channel, provider_message_id) IN (",
+                );
+                select.push_values(
+                    &with_provider_id,
+                    |mut row, (_, tenant, channel, provider)| {
+                        row.push_bind(tenant.as_str())
+                            .push_bind(channel.as_str())
+                            .push_bind(provider.as_str());
+                    },
+                );
+                select.push(")");
+                let early: Vec<EarlyReceipt> = select.build_query_as().fetch_all(&mut *tx).await?;
+                let mut best: HashMap<(&str, &str, &str), &EarlyReceipt> = HashMap::new();
+                for receipt in &early {
+                    let key = (
+                        receipt.tenant_id.as_str(),
+                        receipt.channel.as_str(),
+                        receipt.provider_message_id.as_str(),
+                    );
+                    let entry = best.entry(key).or_insert(receipt);
+                    if receipt.status_rank > entry.status_rank {
+                        *entry = receipt;
                     }
+                }
+                for (id, tenant, channel, provider) in &with_provider_id {
+                    let Some(receipt) =
+                        best.get(&(tenant.as_str(), channel.as_str(), provider.as_str()))
+                    else {
+                        continue;
+                    };
+                    sqlx::query(
+                        "UPDATE messages SET status = $1, status_rank = $2,
+                             error_code = COALESCE($3, error_code), error_detail = COALESCE($4, error_detail)
+                         WHERE id = $5 AND status_rank < $2",
+                    )
+                    .bind(&receipt.status)
+                    .bind(receipt.status_rank)
+                    .bind(receipt.error_code)
+                    .bind(&receipt.error_title)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
                 }
             }
             tx.commit().await?;

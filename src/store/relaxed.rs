@@ -13,15 +13,22 @@
 //! durable too. Losing a relaxed completion in a power cut means the message is answered again
 //! from its durable record, never that a sent reply is forgotten.
 //!
-//! The setting belongs to the connection, so it is restored before the connection goes back to
-//! the pool; a connection that could not be restored (an error, a cancelled future) is closed.
+//! On SQLite the setting belongs to the connection, so it is restored before the connection goes
+//! back to the pool, and a connection that could not be restored (an error, a cancelled future) is
+//! closed. On PostgreSQL it is `SET LOCAL`, sent with the `BEGIN` in one round trip: it ends with
+//! the transaction, whatever happens to it, and nothing needs restoring.
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, Database, Postgres, Sqlite, Transaction};
 
+/// How a PostgreSQL relaxed transaction starts.
+const POSTGRES_RELAXED_BEGIN: &str = "BEGIN; SET LOCAL synchronous_commit TO OFF";
+
 /// A pooled connection whose commits do not wait for the disk (see the module documentation).
 pub(crate) struct RelaxedConnection<DB: Database> {
     conn: Option<PoolConnection<DB>>,
+    /// The connection carries a setting to restore before it can serve anyone else.
+    needs_restore: bool,
 }
 
 impl RelaxedConnection<Sqlite> {
@@ -30,7 +37,14 @@ impl RelaxedConnection<Sqlite> {
         sqlx::query("PRAGMA synchronous = NORMAL")
             .execute(&mut *conn)
             .await?;
-        Ok(Self { conn: Some(conn) })
+        Ok(Self {
+            conn: Some(conn),
+            needs_restore: true,
+        })
+    }
+
+    pub async fn begin(&mut self) -> Result<Transaction<'_, Sqlite>, sqlx::Error> {
+        Connection::begin(&mut **self.conn()).await
     }
 
     /// Restores full durability and returns the connection to the pool.
@@ -48,41 +62,38 @@ impl RelaxedConnection<Sqlite> {
 
 impl RelaxedConnection<Postgres> {
     pub async fn acquire(pool: &sqlx::PgPool) -> Result<Self, sqlx::Error> {
-        let mut conn = pool.acquire().await?;
-        sqlx::query("SET synchronous_commit = off")
-            .execute(&mut *conn)
-            .await?;
-        Ok(Self { conn: Some(conn) })
+        Ok(Self {
+            conn: Some(pool.acquire().await?),
+            needs_restore: false,
+        })
     }
 
-    /// Restores full durability and returns the connection to the pool.
+    /// A transaction whose commit does not wait for the WAL flush.
+    pub async fn begin(&mut self) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
+        Connection::begin_with(&mut **self.conn(), POSTGRES_RELAXED_BEGIN).await
+    }
+
+    /// Returns the connection to the pool (the setting ended with the transaction).
     pub async fn release(mut self) {
-        if let Some(mut conn) = self.conn.take()
-            && sqlx::query("RESET synchronous_commit")
-                .execute(&mut *conn)
-                .await
-                .is_err()
-        {
-            drop(conn.detach());
-        }
+        drop(self.conn.take());
     }
 }
 
 impl<DB: Database> RelaxedConnection<DB> {
-    pub async fn begin(&mut self) -> Result<Transaction<'_, DB>, sqlx::Error> {
-        let conn = self
-            .conn
+    fn conn(&mut self) -> &mut PoolConnection<DB> {
+        self.conn
             .as_mut()
-            .expect("a relaxed connection is used only before its release");
-        Connection::begin(&mut **conn).await
+            .expect("a relaxed connection is used only before its release")
     }
 }
 
 impl<DB: Database> Drop for RelaxedConnection<DB> {
     fn drop(&mut self) {
-        // Not released: it may still commit without waiting for the disk, so it must not serve
-        // anyone else. Detaching takes it out of the pool; dropping it closes it.
-        if let Some(conn) = self.conn.take() {
+        // Not released with a setting still on: it may commit without waiting for the disk, so it
+        // must not serve anyone else. Detaching takes it out of the pool; dropping it closes it.
+        if let Some(conn) = self.conn.take()
+            && self.needs_restore
+        {
             drop(conn.detach());
         }
     }
@@ -137,5 +148,57 @@ mod tests {
         assert_eq!(pool.size(), before - 1);
         let mut conn = pool.acquire().await.unwrap();
         assert_eq!(synchronous(&mut conn).await, 2);
+    }
+
+    /// PostgreSQL for this test, from `PARLEY_TEST_DATABASE_URL`; without it the test skips,
+    /// unless `PARLEY_REQUIRE_SERVICES=1` makes that a failure.
+    async fn postgres_pool() -> Option<sqlx::PgPool> {
+        let Ok(url) = std::env::var("PARLEY_TEST_DATABASE_URL") else {
+            assert!(
+                std::env::var("PARLEY_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                "PARLEY_REQUIRE_SERVICES=1 but PARLEY_TEST_DATABASE_URL is not set"
+            );
+            eprintln!("skipped: PARLEY_TEST_DATABASE_URL is not set");
+            return None;
+        };
+        Some(
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(&url)
+                .await
+                .expect("PostgreSQL at PARLEY_TEST_DATABASE_URL"),
+        )
+    }
+
+    async fn synchronous_commit<'c>(conn: impl sqlx::PgExecutor<'c>) -> String {
+        sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(conn)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn postgres_relaxes_only_its_own_transaction_whatever_becomes_of_it() {
+        let Some(pool) = postgres_pool().await else {
+            return;
+        };
+        // Committed: relaxed inside, durable again for the connection's next user (the pool has
+        // one connection, so it is the same one).
+        let mut relaxed = RelaxedConnection::<Postgres>::acquire(&pool).await.unwrap();
+        let mut tx = relaxed.begin().await.unwrap();
+        assert_eq!(synchronous_commit(&mut *tx).await, "off");
+        tx.commit().await.unwrap();
+        relaxed.release().await;
+        assert_eq!(synchronous_commit(&pool).await, "on");
+
+        // Abandoned mid-transaction (an error or a cancelled future): rolled back, the connection
+        // stays in the pool and is durable.
+        let mut relaxed = RelaxedConnection::<Postgres>::acquire(&pool).await.unwrap();
+        let mut tx = relaxed.begin().await.unwrap();
+        assert_eq!(synchronous_commit(&mut *tx).await, "off");
+        drop(tx);
+        drop(relaxed);
+        assert_eq!(synchronous_commit(&pool).await, "on");
+        assert_eq!(pool.size(), 1);
     }
 }

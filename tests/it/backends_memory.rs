@@ -76,6 +76,7 @@ macro_rules! conformance {
 conformance!(
     recent_turns_come_oldest_first_within_the_window,
     appending_returns_the_turns_that_fell_out_of_the_window,
+    several_turns_appended_at_once_keep_their_order_and_drop_the_oldest,
     a_conversation_never_written_is_empty,
     summary_and_facts_round_trip_and_later_writes_replace_earlier_ones,
     forget_removes_turns_summary_and_facts,
@@ -131,6 +132,28 @@ async fn appending_returns_the_turns_that_fell_out_of_the_window(backend: &Backe
     assert_eq!(memory.append(c, turn(3)).await.unwrap(), vec![turn(1)]);
     assert_eq!(memory.append(c, turn(4)).await.unwrap(), vec![turn(2)]);
     assert_eq!(memory.recent(c).await.unwrap(), vec![turn(3), turn(4)]);
+}
+
+async fn several_turns_appended_at_once_keep_their_order_and_drop_the_oldest(backend: &Backend) {
+    let memory = backend.memory(settings(3));
+    let c = conversation();
+    memory.append(c, turn(1)).await.unwrap();
+    assert!(memory.append_all(c, Vec::new()).await.unwrap().is_empty());
+    assert!(
+        memory
+            .append_all(c, vec![turn(2), turn(3)])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        memory.append_all(c, vec![turn(4), turn(5)]).await.unwrap(),
+        vec![turn(1), turn(2)]
+    );
+    assert_eq!(
+        memory.recent(c).await.unwrap(),
+        vec![turn(3), turn(4), turn(5)]
+    );
 }
 
 async fn a_conversation_never_written_is_empty(backend: &Backend) {

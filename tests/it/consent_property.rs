@@ -131,7 +131,7 @@ impl Harness {
     }
 
     async fn deliver(&self) {
-        sender::deliver_due(self.state()).await;
+        sender::deliver_due(&self.app.state).await;
     }
 
     async fn run_case(&self, steps: Vec<Step>) -> Result<(), TestCaseError> {

@@ -6,7 +6,7 @@ use parley::domain::{
     Channel, ConversationId, DeliveryStatus, InboundMessage, MessageContent, MessageId,
     ProviderError, ProviderMessageId, StatusUpdate, TenantId,
 };
-use parley::store::{Completion, NewReply, SendFailure, Store};
+use parley::store::{Accepted, Completion, NewReply, SendFailure, Store};
 
 use crate::common;
 
@@ -57,6 +57,7 @@ store_suite!(
     a_vanished_attempt_is_reported_when_reclaimed,
     statuses_only_move_forward_and_failures_keep_their_code,
     a_status_that_arrives_before_the_send_returns_is_applied,
+    a_round_of_sends_is_recorded_together_with_early_receipts,
     work_left_pending_is_found_for_recovery,
     reactions_are_recorded_but_need_no_reply,
 );
@@ -413,6 +414,66 @@ async fn a_status_that_arrives_before_the_send_returns_is_applied(store: Store) 
         store.message(job.id).await.unwrap().unwrap().status,
         "delivered"
     );
+}
+
+async fn a_round_of_sends_is_recorded_together_with_early_receipts(store: Store) {
+    for (sender, wamid) in [
+        ("15550101", "wamid.R1"),
+        ("15550102", "wamid.R2"),
+        ("15550103", "wamid.R3"),
+    ] {
+        answered(&store, sender, wamid, "hello").await;
+    }
+    let jobs = store.claim_outbound(10_000, 5_000, 10).await.unwrap();
+    assert_eq!(jobs.len(), 3);
+    // The second reply's delivery (and a lesser sent receipt) arrive before the round is recorded.
+    store
+        .record_inbound(
+            &[],
+            &[
+                status("wamid.out.2", DeliveryStatus::Sent, None),
+                status("wamid.out.2", DeliveryStatus::Delivered, None),
+            ],
+            10_001,
+        )
+        .await
+        .unwrap();
+    // The third was meanwhile recorded failed by another path: the round must not revive it.
+    let failure = SendFailure {
+        code: Some(131047),
+        detail: "re-engagement window closed".to_owned(),
+    };
+    store
+        .mark_failed(jobs[2].id, &failure, 10_001)
+        .await
+        .unwrap();
+    let round: Vec<Accepted> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, job)| Accepted {
+            id: job.id,
+            provider_id: Some(ProviderMessageId::parse(&format!("wamid.out.{}", i + 1)).unwrap()),
+            status: DeliveryStatus::Sent,
+        })
+        .collect();
+    store.mark_sent_many(&round, 10_002).await.unwrap();
+
+    let ids: Vec<MessageId> = jobs.iter().map(|j| j.id).collect();
+    let mut records = store.messages(&ids).await.unwrap();
+    records.sort_by_key(|r| ids.iter().position(|id| *id == r.id));
+    let statuses: Vec<&str> = records.iter().map(|r| r.status.as_str()).collect();
+    assert_eq!(statuses, ["sent", "delivered", "failed"]);
+    assert_eq!(records[2].error_code, Some(131047));
+    // Sent messages are no longer claimable; nothing else is due.
+    assert!(
+        store
+            .claim_outbound(20_000, 5_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Unknown ids are left out of a lookup.
+    assert_eq!(store.messages(&[MessageId::new()]).await.unwrap().len(), 0);
 }
 
 async fn work_left_pending_is_found_for_recovery(store: Store) {
