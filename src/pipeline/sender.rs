@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
 use crate::consent::{GateDecision, GateRequest};
-use crate::domain::{ConversationId, MessageId};
+use crate::domain::MessageId;
 use crate::retry::RetryPolicy;
 use crate::store::{Accepted, OutboundJob, SendFailure};
 
@@ -52,7 +52,6 @@ async fn deliver_due_until(state: &Arc<AppState>, deadline: Option<Instant>) {
     // must go on while it waits for the store (a delivery holding a pooled connection that
     // nobody polls would starve the claim waiting for one).
     let mut sending: JoinSet<Delivery> = JoinSet::new();
-    let mut accepted: Vec<(ConversationId, Accepted)> = Vec::new();
     // Whether the last claim found fewer messages than it had room for: nothing more is due
     // until a send finishes (which may make its conversation's next reply claimable).
     let mut exhausted = false;
@@ -80,7 +79,6 @@ async fn deliver_due_until(state: &Arc<AppState>, deadline: Option<Instant>) {
             }
         }
         if sending.is_empty() {
-            record_accepted(state, std::mem::take(&mut accepted)).await;
             return;
         }
         // Wait for one send, take every other one that finished meanwhile, and record them
@@ -90,12 +88,13 @@ async fn deliver_due_until(state: &Arc<AppState>, deadline: Option<Instant>) {
         while let Some(delivery) = sending.try_join_next() {
             finished.push(delivery);
         }
+        let mut accepted = Vec::with_capacity(finished.len());
         for delivery in finished {
             match delivery {
                 // A recorded send makes its conversation's next message claimable.
-                Ok(Delivery::Sent(conversation, sent)) => {
+                Ok(Delivery::Sent(sent)) => {
                     exhausted = false;
-                    accepted.push((conversation, sent));
+                    accepted.push(sent);
                 }
                 // Settled or waiting: what stood behind it may be claimable now.
                 Ok(Delivery::NotSent) => exhausted = false,
@@ -103,26 +102,25 @@ async fn deliver_due_until(state: &Arc<AppState>, deadline: Option<Instant>) {
                 Err(err) => tracing::error!(error = %err, "a delivery task failed"),
             }
         }
-        record_accepted(state, std::mem::take(&mut accepted)).await;
+        record_accepted(state, accepted).await;
     }
 }
 
 /// What became of one claimed message.
 enum Delivery {
     /// The provider accepted it; it is recorded with the next commit.
-    Sent(ConversationId, Accepted),
+    Sent(Accepted),
     /// Not sent: refused, failed, deferred, or waiting for a retry (its outcome recorded, or its
     /// lease left to expire when the store could not record it).
     NotSent,
 }
 
 /// Records sends the providers accepted (one commit) and tells live viewers.
-async fn record_accepted(state: &AppState, accepted: Vec<(ConversationId, Accepted)>) {
-    if accepted.is_empty() {
+async fn record_accepted(state: &AppState, sent: Vec<Accepted>) {
+    if sent.is_empty() {
         return;
     }
     let now = state.clock.now_ms();
-    let sent: Vec<Accepted> = accepted.into_iter().map(|(_, sent)| sent).collect();
     if let Err(err) = state.store.mark_sent_many(&sent, now).await {
         // The leases expire and the messages are claimed again.
         tracing::error!(messages = sent.len(), error = %err, "could not record sent messages");
@@ -162,14 +160,11 @@ async fn deliver(state: &AppState, job: OutboundJob) -> Delivery {
     let recorded = match outcome {
         Ok((provider_id, status)) => {
             state.metrics.send(channel.as_str(), "sent");
-            return Delivery::Sent(
-                job.conversation_id,
-                Accepted {
-                    id: job.id,
-                    provider_id,
-                    status,
-                },
-            );
+            return Delivery::Sent(Accepted {
+                id: job.id,
+                provider_id,
+                status,
+            });
         }
         Err((failure, Some(retry_after))) => {
             let policy = RetryPolicy {
