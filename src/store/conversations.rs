@@ -84,7 +84,7 @@ impl Store {
     /// Several messages in one round trip, in no particular order; ids not found are left out.
     pub async fn messages(&self, ids: &[MessageId]) -> Result<Vec<MessageRecord>, StoreError> {
         let mut records = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(super::inbound::INSERT_CHUNK) {
+        for chunk in ids.chunks(super::inbound::ROWS_PER_STATEMENT) {
             let rows: Vec<MessageRow> = on_pool!(self, |pool, Db| {
                 let mut select = sqlx::QueryBuilder::<Db>::new(format!(
                     "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN ("

@@ -15,8 +15,9 @@ use crate::domain::{
 };
 use crate::store::ConversationRecord;
 
-/// Rows per multi-row INSERT, well under both dialects' bound-parameter limits.
-pub(super) const INSERT_CHUNK: usize = 400;
+/// Rows (or ids) one statement carries at most: a multi-row INSERT, a VALUES list or an IN list,
+/// well under both dialects' bound-parameter limits.
+pub(super) const ROWS_PER_STATEMENT: usize = 400;
 
 /// What recording a batch did.
 #[derive(Debug, Default, Clone)]
@@ -149,7 +150,7 @@ impl Store {
         on_pool!(self, |pool, Db| {
             let mut tx = pool.begin().await?;
             let mut outcome = RecordOutcome::default();
-            for chunk in prepared.chunks(INSERT_CHUNK) {
+            for chunk in prepared.chunks(ROWS_PER_STATEMENT) {
                 let mut seen = HashSet::new();
                 // In id order, so concurrent batches lock the same rows in the same order.
                 let mut contacts: Vec<&Prepared> = chunk

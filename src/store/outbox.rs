@@ -194,7 +194,7 @@ impl Store {
         }
         on_pool!(self, |pool, Db| {
             let mut tx = pool.begin().await?;
-            for chunk in accepted.chunks(super::inbound::INSERT_CHUNK) {
+            for chunk in accepted.chunks(super::inbound::ROWS_PER_STATEMENT) {
                 // One UPDATE for the chunk (both dialects name a VALUES list's columns
                 // column1, column2, ...).
                 let mut update = QueryBuilder::<Db>::new(
