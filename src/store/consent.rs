@@ -274,6 +274,8 @@ impl Store {
 
     /// What the gate needs about a contact: its latest consent on the channel, when it last
     /// wrote, how many proactive messages it was sent since `proactive_since`, its time zone.
+    /// It runs before every send, so each part is an index probe: the latest inbound message is
+    /// taken per conversation (one backward step in its index), not by reading all of them.
     pub async fn gate_facts(
         &self,
         tenant: &TenantId,
@@ -288,8 +290,9 @@ impl Store {
                    (SELECT action FROM consent_events
                      WHERE tenant_id = $1 AND subject = $2 AND channel = $3 AND action IN ('opt_in', 'opt_out')
                      ORDER BY seq DESC LIMIT 1),
-                   (SELECT MAX(m.created_at) FROM messages m JOIN conversations c ON c.id = m.conversation_id
-                     WHERE c.contact_id = $4 AND m.direction = 'inbound'),
+                   (SELECT MAX((SELECT MAX(m.created_at) FROM messages m
+                                 WHERE m.conversation_id = c.id AND m.direction = 'inbound'))
+                      FROM conversations c WHERE c.contact_id = $4),
                    (SELECT COUNT(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id
                      WHERE c.contact_id = $4 AND m.direction = 'outbound' AND m.purpose = 'proactive'
                        AND m.status IN ('sent', 'delivered', 'read', 'played') AND m.updated_at >= $5),

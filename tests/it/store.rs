@@ -60,6 +60,7 @@ store_suite!(
     a_round_of_sends_is_recorded_together_with_early_receipts,
     work_left_pending_is_found_for_recovery,
     reactions_are_recorded_but_need_no_reply,
+    the_gate_sees_a_contacts_latest_inbound_message_across_its_conversations,
 );
 
 fn tenant() -> TenantId {
@@ -499,6 +500,55 @@ async fn work_left_pending_is_found_for_recovery(store: Store) {
         .await
         .unwrap();
     assert_eq!(found, vec![conversation]);
+}
+
+async fn the_gate_sees_a_contacts_latest_inbound_message_across_its_conversations(store: Store) {
+    // One contact writing in two threads (two conversations), and a stranger writing later.
+    let in_thread = |thread: &str, wamid: &str, at: i64| {
+        let mut message = text_from("15550199", wamid, at, "hi");
+        message.thread = thread.to_owned();
+        message
+    };
+    for (message, at) in [
+        (in_thread("a", "wamid.G1", 1_000), 1_000),
+        (in_thread("b", "wamid.G2", 5_000), 5_000),
+        (in_thread("a", "wamid.G3", 3_000), 3_000),
+        (text_from("15550200", "wamid.G4", 9_000, "hi"), 9_000),
+    ] {
+        store.record_inbound(&[message], &[], at).await.unwrap();
+    }
+    let thread_a = ConversationId::derive(&tenant(), Channel::Whatsapp, "a");
+    let record = store.conversation(thread_a).await.unwrap().unwrap();
+    // The bot's reply, later still, is not the contact writing.
+    let pending = store.pending_inbound(thread_a, 10).await.unwrap();
+    assert!(
+        store
+            .complete_inbound(pending[0].id, &record, &reply("hello"), 7_000)
+            .await
+            .unwrap()
+    );
+
+    let facts = store
+        .gate_facts(
+            &tenant(),
+            "subject",
+            record.contact_id,
+            Channel::Whatsapp,
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(facts.last_inbound_at, Some(5_000));
+    assert_eq!(facts.recent_proactive, 0);
+    assert_eq!(facts.latest_consent, None);
+
+    // A contact that never wrote has no last inbound message.
+    let stranger = parley::domain::ContactId(uuid::Uuid::new_v4());
+    let facts = store
+        .gate_facts(&tenant(), "nobody", stranger, Channel::Whatsapp, 0)
+        .await
+        .unwrap();
+    assert_eq!(facts.last_inbound_at, None);
 }
 
 async fn reactions_are_recorded_but_need_no_reply(store: Store) {
