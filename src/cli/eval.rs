@@ -42,9 +42,20 @@ pub struct IntentsArgs {
     /// Validation data (same format) on which to choose the abstention threshold.
     #[arg(long)]
     pub validation: Option<PathBuf>,
+    /// Abstain below this confidence instead of the catalogue's threshold or one chosen on
+    /// --validation (to try the value you mean to configure).
+    #[arg(long, conflicts_with = "validation", value_parser = parse_threshold)]
+    pub threshold: Option<f32>,
     /// Print only the metrics as a JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_threshold(raw: &str) -> Result<f32, String> {
+    match raw.parse::<f32>() {
+        Ok(t) if (0.0..=1.0).contains(&t) => Ok(t),
+        _ => Err(format!("`{raw}` is not a confidence between 0 and 1")),
+    }
 }
 
 /// Runs an evaluation; `intents_path` is the catalogue used when `--train` is absent.
@@ -61,6 +72,9 @@ pub async fn run(cmd: EvalCommand, intents_path: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// Thresholds at which the text report shows what abstaining more or less would give.
+const TRADE_OFF_THRESHOLDS: [f32; 10] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
+
 /// What one `parley eval intents` run measured.
 #[derive(Debug, Clone)]
 pub struct IntentsRun {
@@ -73,8 +87,11 @@ pub struct IntentsRun {
     pub train_secs: f64,
     /// Mean time to classify one test message.
     pub predict_secs_per_message: f64,
-    /// Whether the threshold was chosen on a validation set.
-    pub tuned: bool,
+    /// Where the threshold came from, as printed.
+    pub threshold_source: &'static str,
+    /// In-scope accuracy and out-of-scope recall on the test set at other thresholds:
+    /// (threshold, accuracy, oos recall).
+    pub trade_off: Vec<(f32, f64, f64)>,
     /// In-scope test labels the classifier was never trained on.
     pub unknown_labels: Vec<String>,
 }
@@ -117,9 +134,10 @@ pub fn evaluate_intents(args: &IntentsArgs, intents_path: &Path) -> anyhow::Resu
     let train_secs = started.elapsed().as_secs_f64();
     let oos_labels = catalog.out_of_scope_labels().to_vec();
 
-    let threshold = match &validation {
-        Some(rows) => eval::choose_threshold(&score(&classifier, rows), &oos_labels),
-        None => catalog.threshold(),
+    let threshold = match (&validation, args.threshold) {
+        (Some(rows), _) => eval::choose_threshold(&score(&classifier, rows), &oos_labels),
+        (None, Some(given)) => given,
+        (None, None) => catalog.threshold(),
     };
     let started = Instant::now();
     let scored = score(&classifier, &test);
@@ -132,7 +150,18 @@ pub fn evaluate_intents(args: &IntentsArgs, intents_path: &Path) -> anyhow::Resu
         features: classifier.feature_count(),
         train_secs,
         predict_secs_per_message,
-        tuned: validation.is_some(),
+        trade_off: TRADE_OFF_THRESHOLDS
+            .iter()
+            .map(|t| {
+                let m = eval::evaluate(&scored, &oos_labels, *t).metrics;
+                (*t, m.accuracy, m.oos_recall)
+            })
+            .collect(),
+        threshold_source: match (&validation, args.threshold) {
+            (Some(_), _) => "chosen on the validation set: max in-scope accuracy + oos recall",
+            (None, Some(_)) => "given with --threshold",
+            (None, None) => "from the catalogue",
+        },
         unknown_labels: unknown_labels(&test, &catalog),
     })
 }
@@ -195,17 +224,18 @@ fn print_report(run: &IntentsRun, test: &Path) {
     );
     println!(
         "threshold          {:.3} ({})",
-        m.threshold,
-        if run.tuned {
-            "chosen on the validation set: max in-scope accuracy + oos recall"
-        } else {
-            "from the catalogue"
-        }
+        m.threshold, run.threshold_source
     );
     println!("in-scope accuracy  {:.4}", m.accuracy);
     println!("macro-F1           {:.4}", m.macro_f1);
     println!("oos recall         {:.4}", m.oos_recall);
     println!("oos precision      {:.4}", m.oos_precision);
+    if report.oos_rows > 0 {
+        println!("at other thresholds (in-scope accuracy / oos recall):");
+        for (threshold, accuracy, oos_recall) in &run.trade_off {
+            println!("  {threshold:.1}  {accuracy:.4} / {oos_recall:.4}");
+        }
+    }
     if report.confusions.is_empty() {
         println!("no confusions");
         return;

@@ -350,11 +350,15 @@ fn eval_intents_scores_the_catalogue_on_the_demo_test_set_with_a_validated_thres
         train: None,
         test: repo_file("eval/intents_test.csv"),
         validation: Some(repo_file("eval/intents_validation.csv")),
+        threshold: None,
         json: true,
     };
     let run = evaluate_intents(&args, &repo_file("prompts/intents.toml")).unwrap();
     let r = &run.report;
-    assert!(run.tuned);
+    assert!(
+        run.threshold_source
+            .starts_with("chosen on the validation set")
+    );
     assert_eq!(run.examples, shipped_catalog().example_count());
     assert_eq!(r.in_scope_rows + r.oos_rows, 207);
     assert!(r.oos_rows >= 40);
@@ -385,6 +389,7 @@ fn eval_intents_trains_on_a_csv_when_given_one() {
         train: Some(train.clone()),
         test,
         validation: None,
+        threshold: None,
         json: false,
     };
     let run = evaluate_intents(&args, Path::new("/nonexistent/intents.toml")).unwrap();
@@ -404,6 +409,7 @@ async fn eval_intents_names_a_missing_test_file() {
         train: None,
         test: PathBuf::from("/nonexistent/test.csv"),
         validation: None,
+        threshold: None,
         json: true,
     });
     let err = run(cmd, &repo_file("prompts/intents.toml"))
@@ -412,5 +418,34 @@ async fn eval_intents_names_a_missing_test_file() {
     assert!(
         format!("{err:#}").contains("/nonexistent/test.csv"),
         "{err:#}"
+    );
+}
+
+#[test]
+fn eval_intents_scores_at_a_given_threshold_and_shows_the_trade_off() {
+    let args = IntentsArgs {
+        train: None,
+        test: repo_file("eval/intents_test.csv"),
+        validation: None,
+        threshold: Some(0.0),
+        json: false,
+    };
+    let run = evaluate_intents(&args, &repo_file("prompts/intents.toml")).unwrap();
+    assert_eq!(run.threshold_source, "given with --threshold");
+    assert_eq!(run.report.metrics.threshold, 0.0);
+    // The first trade-off point is the same threshold, so the same figures.
+    let (t, accuracy, oos_recall) = run.trade_off[0];
+    assert_eq!(t, 0.0);
+    assert_eq!(accuracy, run.report.metrics.accuracy);
+    assert_eq!(oos_recall, run.report.metrics.oos_recall);
+    // Abstaining more never finds fewer out-of-scope rows.
+    for pair in run.trade_off.windows(2) {
+        assert!(pair[0].0 < pair[1].0);
+        assert!(pair[0].2 <= pair[1].2, "{:?}", run.trade_off);
+    }
+    assert!(
+        run.trade_off.last().unwrap().2 > oos_recall,
+        "{:?}",
+        run.trade_off
     );
 }
