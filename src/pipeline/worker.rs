@@ -72,7 +72,6 @@ pub async fn process_conversation(
     state: &AppState,
     conversation_id: ConversationId,
 ) -> anyhow::Result<()> {
-    let mut conversation: Option<ConversationRecord> = None;
     loop {
         let pending = state
             .store
@@ -81,30 +80,44 @@ pub async fn process_conversation(
         if pending.is_empty() {
             return Ok(());
         }
-        if conversation.is_none() {
-            conversation = state.store.conversation(conversation_id).await?;
-        }
-        let Some(conversation) = conversation.as_ref() else {
-            anyhow::bail!("pending messages for a conversation that does not exist");
-        };
+        // Read again for every page: who owns the conversation can change meanwhile (a person
+        // claiming it, a handoff opened by an earlier message), and a message must be answered
+        // by its current owner.
+        let mut conversation = read_conversation(state, conversation_id).await?;
         // Marking the newest message read marks the ones before it too (WhatsApp's rule), and
         // its typing indicator covers the whole page: one Graph API call, not one per message.
         if conversation.channel == Channel::Whatsapp
             && let Some(newest) = pending.last()
         {
-            mark_read_with_typing(state, conversation, newest);
+            mark_read_with_typing(state, &conversation, newest);
         }
         for message in pending {
-            handle_message(state, conversation, message).await?;
+            let handed_over = handle_message(state, &conversation, message).await?;
+            if handed_over {
+                // The bot stays quiet for the messages after the one that asked for a person.
+                conversation = read_conversation(state, conversation_id).await?;
+            }
         }
     }
 }
 
+async fn read_conversation(
+    state: &AppState,
+    conversation_id: ConversationId,
+) -> anyhow::Result<ConversationRecord> {
+    state
+        .store
+        .conversation(conversation_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("pending messages for a conversation that does not exist"))
+}
+
+/// Handles one message; `true` when its completion handed the conversation to a person.
 async fn handle_message(
     state: &AppState,
     conversation: &ConversationRecord,
     message: PendingInbound,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let completion = decide(state, conversation, &message).await?;
     let now = state.clock.now_ms();
     let committed = state
@@ -113,7 +126,7 @@ async fn handle_message(
         .await?;
     if !committed {
         // Another worker (or an earlier life of this one) already answered it.
-        return Ok(());
+        return Ok(false);
     }
     state.metrics.processed(
         conversation.channel.as_str(),
@@ -167,7 +180,7 @@ async fn handle_message(
         crate::leads::observe(state, conversation, &message, &completion),
         live
     );
-    Ok(())
+    Ok(completion.handoff.is_some())
 }
 
 /// Folds the turns that fell out of the memory window into the conversation's rolling summary:

@@ -33,7 +33,7 @@ fn text_of(send: &Value) -> &str {
 
 /// Waits until `n` inbound messages of the conversation are handled, then a little longer so
 /// that anything the handling queued would have reached the sender.
-async fn wait_processed(app: &TestApp, conversation: &str, n: usize) -> Vec<Value> {
+pub(crate) async fn wait_processed(app: &TestApp, conversation: &str, n: usize) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let messages = app.messages(conversation).await;

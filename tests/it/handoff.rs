@@ -15,6 +15,7 @@ use crate::harness::{
 
 on_both_backends!(
     a_request_for_a_person_is_queued_claimed_answered_and_released,
+    a_question_behind_a_request_for_a_person_waits_for_the_person,
     two_claims_race_and_one_wins,
     a_lead_whose_budget_reaches_the_threshold_goes_to_a_person_once,
 );
@@ -83,6 +84,33 @@ async fn wait_for_handoffs(app: &TestApp, token: &str, n: usize) -> Vec<Value> {
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+async fn a_question_behind_a_request_for_a_person_waits_for_the_person(backends: Backends) {
+    let app = TestApp::start(Spawn::new(backends)).await;
+    let wa = "919800001009";
+    let conversation = whatsapp_conversation(wa);
+    // Both arrive in one delivery, so one worker finds them pending together: the second must
+    // see the handoff the first opened, not the conversation as it was before it.
+    let response = app
+        .post_whatsapp(&whatsapp_texts(
+            wa,
+            &[
+                ("wamid.h.9a", "Can I talk to a human please?"),
+                ("wamid.h.9b", "What is the price of a 3 BHK?"),
+            ],
+        ))
+        .await;
+    assert_eq!(response.status(), 200);
+    let messages = crate::consent::wait_processed(&app, conversation.as_str(), 2).await;
+    let sends = app.texts_sent_to(wa);
+    assert_eq!(sends.len(), 1, "only the queue notice: {sends:?}");
+    assert!(sends[0].contains("number 1 in the queue"), "{sends:?}");
+    let bot_replies = messages
+        .iter()
+        .filter(|m| m["direction"] == "outbound")
+        .count();
+    assert_eq!(bot_replies, 1, "{messages:#?}");
 }
 
 async fn a_request_for_a_person_is_queued_claimed_answered_and_released(backends: Backends) {
