@@ -280,16 +280,17 @@ async fn near_misses_are_answered_and_plain_requests_opt_out() {
     say(&app, wa, "wamid.near.1", "Stop by the office tomorrow?").await;
     say(&app, wa, "wamid.near.2", "When does the launch offer end?").await;
     wait_processed(&app, &conversation, 2).await;
-    let sends = app.wait_for_sends_to(wa, 2).await;
-    assert!(
-        sends.iter().all(|s| !text_of(s).contains("unsubscribed")),
-        "{sends:#?}"
-    );
+    // The first near-miss is a message the bot cannot place, so it goes to a person (the one
+    // send is the queue notice) and the bot stays quiet for the second; neither is an opt-out.
+    let sends = app.wait_for_sends_to(wa, 1).await;
+    assert_eq!(sends.len(), 1, "{sends:#?}");
+    assert!(text_of(&sends[0]).contains("in the queue"), "{sends:#?}");
     let state = consent(&app, &contact_of(wa)).await;
     assert_eq!(state["state"], "no_record");
+    // A plain request to stop is an opt-out even while a person owns the conversation.
     say(&app, wa, "wamid.near.3", "Don't text me again").await;
-    let sends = app.wait_for_sends_to(wa, 3).await;
-    assert!(text_of(&sends[2]).contains("unsubscribed"));
+    let sends = app.wait_for_sends_to(wa, 2).await;
+    assert!(text_of(&sends[1]).contains("unsubscribed"), "{sends:#?}");
     let state = consent(&app, &contact_of(wa)).await;
     assert_eq!(state["state"], "opted_out");
 }
