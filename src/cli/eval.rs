@@ -134,10 +134,13 @@ pub fn evaluate_intents(args: &IntentsArgs, intents_path: &Path) -> anyhow::Resu
     let train_secs = started.elapsed().as_secs_f64();
     let oos_labels = catalog.out_of_scope_labels().to_vec();
 
-    let threshold = match (&validation, args.threshold) {
-        (Some(rows), _) => eval::choose_threshold(&score(&classifier, rows), &oos_labels),
-        (None, Some(given)) => given,
-        (None, None) => catalog.threshold(),
+    let (threshold, threshold_source) = match (&validation, args.threshold) {
+        (Some(rows), _) => (
+            eval::choose_threshold(&score(&classifier, rows), &oos_labels),
+            "chosen on the validation set: max in-scope accuracy + oos recall",
+        ),
+        (None, Some(given)) => (given, "given with --threshold"),
+        (None, None) => (catalog.threshold(), "from the catalogue"),
     };
     let started = Instant::now();
     let scored = score(&classifier, &test);
@@ -157,11 +160,7 @@ pub fn evaluate_intents(args: &IntentsArgs, intents_path: &Path) -> anyhow::Resu
                 (*t, m.accuracy, m.oos_recall)
             })
             .collect(),
-        threshold_source: match (&validation, args.threshold) {
-            (Some(_), _) => "chosen on the validation set: max in-scope accuracy + oos recall",
-            (None, Some(_)) => "given with --threshold",
-            (None, None) => "from the catalogue",
-        },
+        threshold_source,
         unknown_labels: unknown_labels(&test, &catalog),
     })
 }
