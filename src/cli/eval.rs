@@ -3,8 +3,9 @@
 //!
 //! Trains on `--train` (a `text,label` CSV) or, without it, on the intent catalogue; scores the
 //! `--test` CSV, whose rows labelled `oos` are out of scope. With `--validation`, the abstention
-//! threshold is the one that maximises in-scope accuracy + out-of-scope recall on that file;
-//! otherwise it is the catalogue's (`threshold` in `prompts/intents.toml`, 0.5 for CSV training).
+//! threshold is the one that maximises in-scope accuracy + out-of-scope recall on that file, or,
+//! with `--min-oos-recall R`, the one with the best in-scope accuracy among those that catch at
+//! least R of its out-of-scope rows; otherwise it is the catalogue's (`threshold` in `prompts/intents.toml`, 0.5 for CSV training).
 //! `--json` prints only `{"accuracy", "macro_f1", "oos_recall", "oos_precision", "threshold"}`
 //! on standard output (training time goes to standard error).
 
@@ -46,6 +47,11 @@ pub struct IntentsArgs {
     /// --validation (to try the value you mean to configure).
     #[arg(long, conflicts_with = "validation", value_parser = parse_threshold)]
     pub threshold: Option<f32>,
+    /// With --validation: choose the threshold with the best in-scope accuracy among those whose
+    /// out-of-scope recall on the validation set is at least this (0..1), instead of maximising
+    /// accuracy + recall.
+    #[arg(long, requires = "validation", value_parser = parse_threshold)]
+    pub min_oos_recall: Option<f32>,
     /// Print only the metrics as a JSON object.
     #[arg(long)]
     pub json: bool,
@@ -135,10 +141,25 @@ pub fn evaluate_intents(args: &IntentsArgs, intents_path: &Path) -> anyhow::Resu
     let oos_labels = catalog.out_of_scope_labels().to_vec();
 
     let (threshold, threshold_source) = match (&validation, args.threshold) {
-        (Some(rows), _) => (
-            eval::choose_threshold(&score(&classifier, rows), &oos_labels),
-            "chosen on the validation set: max in-scope accuracy + oos recall",
-        ),
+        (Some(rows), _) => match args.min_oos_recall {
+            Some(min_recall) => (
+                eval::choose_threshold_for_recall(
+                    &score(&classifier, rows),
+                    &oos_labels,
+                    f64::from(min_recall),
+                )
+                .with_context(|| {
+                    format!(
+                        "no threshold reaches an oos recall of {min_recall} on the validation set"
+                    )
+                })?,
+                "chosen on the validation set: best in-scope accuracy at --min-oos-recall",
+            ),
+            None => (
+                eval::choose_threshold(&score(&classifier, rows), &oos_labels),
+                "chosen on the validation set: max in-scope accuracy + oos recall",
+            ),
+        },
         (None, Some(given)) => (given, "given with --threshold"),
         (None, None) => (catalog.threshold(), "from the catalogue"),
     };

@@ -1,5 +1,6 @@
-//! The offline intent classifier: TF-IDF features ([`super::features`]) and a multinomial
-//! logistic regression trained at start-up from the catalogue's examples.
+//! The offline intent classifier: TF-IDF and static word-piece embedding features
+//! ([`super::features`]) and a multinomial logistic regression trained at start-up from the
+//! catalogue's examples.
 //!
 //! The model is trained by stochastic gradient descent on the L2-regularised cross-entropy,
 //! with a linearly decaying learning rate and the usual "scaled weights" trick so that the

@@ -154,6 +154,28 @@ pub fn choose_threshold(rows: &[ScoredRow], out_of_scope: &[String]) -> f32 {
     best.1
 }
 
+/// The threshold (in steps of 0.005) with the best in-scope accuracy among those whose
+/// out-of-scope recall on `rows` is at least `min_recall`; the lowest such on a tie. `None` when
+/// no threshold catches that many (or `rows` has no out-of-scope row).
+pub fn choose_threshold_for_recall(
+    rows: &[ScoredRow],
+    out_of_scope: &[String],
+    min_recall: f64,
+) -> Option<f32> {
+    let mut best: Option<(f64, f32)> = None;
+    for step in 0..=200 {
+        let threshold = step as f32 / 200.0;
+        let report = evaluate(rows, out_of_scope, threshold);
+        if report.oos_rows == 0 || report.metrics.oos_recall < min_recall {
+            continue;
+        }
+        if best.is_none_or(|(accuracy, _)| report.metrics.accuracy > accuracy + 1e-12) {
+            best = Some((report.metrics.accuracy, threshold));
+        }
+    }
+    best.map(|(_, threshold)| threshold)
+}
+
 /// Reads a `text,label` CSV file with a header row; fails naming the file and the row.
 pub fn read_labeled_csv(path: &Path) -> anyhow::Result<Vec<LabeledText>> {
     let mut reader = csv::ReaderBuilder::new()
@@ -261,6 +283,25 @@ mod tests {
         assert!((t - 0.605).abs() < 1e-6, "{t}");
         let m = evaluate(&rows, &other(), t).metrics;
         assert_eq!((m.accuracy, m.oos_recall), (1.0, 1.0));
+    }
+
+    #[test]
+    fn a_recall_floor_keeps_the_most_accurate_threshold_that_reaches_it() {
+        let rows = vec![
+            row("a", "a", 0.9),
+            row("b", "b", 0.5),
+            row("oos", "a", 0.3),
+            row("oos", "b", 0.7),
+        ];
+        // Half the oos rows are caught from 0.305 on, with both in-scope rows still answered
+        // (up to 0.5); catching both costs row b from 0.705 on.
+        let half = choose_threshold_for_recall(&rows, &other(), 0.5).unwrap();
+        assert!((half - 0.305).abs() < 1e-6, "{half}");
+        let all = choose_threshold_for_recall(&rows, &other(), 1.0).unwrap();
+        assert!((all - 0.705).abs() < 1e-6, "{all}");
+        assert_eq!(evaluate(&rows, &other(), all).metrics.accuracy, 0.5);
+        let no_oos = [row("a", "a", 0.9)];
+        assert_eq!(choose_threshold_for_recall(&no_oos, &other(), 0.1), None);
     }
 
     #[test]

@@ -15,6 +15,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use unicode_normalization::{UnicodeNormalization, char::is_combining_mark};
 
+use super::embedding::StaticEmbeddings;
+
 /// What features to extract and how to weigh them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureConfig {
@@ -28,6 +30,9 @@ pub struct FeatureConfig {
     pub word_weight: f32,
     /// Weight of the (unit-norm) character block.
     pub char_weight: f32,
+    /// Weight of the (unit-norm) block of static word-piece embeddings ([`super::embedding`]);
+    /// 0 leaves it out.
+    pub embedding_weight: f32,
 }
 
 impl Default for FeatureConfig {
@@ -38,6 +43,7 @@ impl Default for FeatureConfig {
             min_df: 1,
             word_weight: 1.0,
             char_weight: 1.0,
+            embedding_weight: 2.0,
         }
     }
 }
@@ -164,6 +170,13 @@ pub struct Vectorizer {
     config: FeatureConfig,
     vocab: HashIndex<u32>,
     idf: Vec<f32>,
+    /// The embedding block's table and per-piece IDF, when the block is on.
+    embedding: Option<(&'static StaticEmbeddings, Vec<f32>)>,
+}
+
+/// Smoothed inverse document frequency, as scikit-learn's `TfidfVectorizer` computes it.
+fn smoothed_idf(texts: f32, df: f32) -> f32 {
+    ((1.0 + texts) / (1.0 + df)).ln() + 1.0
 }
 
 impl Vectorizer {
@@ -187,14 +200,35 @@ impl Vectorizer {
         let mut idf = Vec::with_capacity(kept.len());
         for (i, (h, d)) in kept.into_iter().enumerate() {
             vocab.insert(h, i as u32);
-            idf.push(((1.0 + n) / (1.0 + d as f32)).ln() + 1.0);
+            idf.push(smoothed_idf(n, d as f32));
         }
-        Self { config, vocab, idf }
+        let embedding = (config.embedding_weight > 0.0).then(|| {
+            let table = StaticEmbeddings::bundled();
+            let mut df = vec![0u32; table.len()];
+            let mut seen = Vec::new();
+            for text in texts {
+                seen.clear();
+                seen.extend(table.tokenize(text.as_ref()));
+                seen.sort_unstable();
+                seen.dedup();
+                for piece in &seen {
+                    df[*piece as usize] += 1;
+                }
+            }
+            let idf = df.iter().map(|d| smoothed_idf(n, *d as f32)).collect();
+            (table, idf)
+        });
+        Self {
+            config,
+            vocab,
+            idf,
+            embedding,
+        }
     }
 
     /// Number of features (the dimension of the vectors).
     pub fn dimension(&self) -> usize {
-        self.idf.len()
+        self.idf.len() + self.embedding.as_ref().map_or(0, |(t, _)| t.dims())
     }
 
     /// The configuration this vectoriser was fitted with.
@@ -209,7 +243,35 @@ impl Vectorizer {
         let mut out = Vec::with_capacity(words.len() + chars.len());
         self.push_block(count(words), self.config.word_weight, &mut out);
         self.push_block(count(chars), self.config.char_weight, &mut out);
+        // A text with no known n-gram stays empty (the classifier abstains on it): its word
+        // pieces alone, punctuation or unknown, say nothing either.
+        if !out.is_empty() {
+            self.push_embedding(text, &mut out);
+        }
         out
+    }
+
+    /// The IDF-weighted mean of the text's word-piece rows, unit-norm times its weight, as
+    /// dense features after the TF-IDF ones.
+    fn push_embedding(&self, text: &str, out: &mut SparseVector) {
+        let Some((table, idf)) = &self.embedding else {
+            return;
+        };
+        let mut sum = vec![0f32; table.dims()];
+        for piece in table.tokenize(text) {
+            table.accumulate(piece, idf[piece as usize], &mut sum);
+        }
+        let norm = sum.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if norm == 0.0 {
+            return;
+        }
+        let scale = self.config.embedding_weight / norm;
+        let base = self.idf.len() as u32;
+        out.extend(
+            sum.iter()
+                .enumerate()
+                .map(|(j, v)| (base + j as u32, v * scale)),
+        );
     }
 
     fn push_block(&self, counts: Vec<(u64, u32)>, weight: f32, out: &mut SparseVector) {
@@ -249,7 +311,11 @@ mod tests {
         let v = Vectorizer::fit(FeatureConfig::default(), &corpus);
         let x = v.transform("what is the price of a visit");
         let norm2: f32 = x.iter().map(|(_, v)| v * v).sum();
-        assert!((norm2 - 2.0).abs() < 1e-4, "two unit blocks, got {norm2}");
+        // Two unit TF-IDF blocks and the embedding block of norm 2.
+        assert!(
+            (norm2 - 6.0).abs() < 1e-3,
+            "blocks of norm 1, 1 and 2, got {norm2}"
+        );
         assert!(v.transform("zzqx").is_empty());
         assert!(v.transform("").is_empty());
     }

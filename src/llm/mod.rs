@@ -1,8 +1,9 @@
 //! Language understanding: the offline intent classifier and the OpenAI-compatible client.
 //!
 //! - [`catalog`]: the intents and their examples, from `prompts/intents.toml`;
-//! - [`features`] and [`classifier`]: the offline classifier (TF-IDF + logistic regression),
-//!   trained at start-up from the catalogue; it abstains below the catalogue's threshold;
+//! - [`features`] and [`classifier`]: the offline classifier (TF-IDF and static word-piece
+//!   embeddings from [`embedding`], then logistic regression), trained at start-up from the
+//!   catalogue; it abstains below the catalogue's threshold;
 //! - [`openai`]: intent classification through any OpenAI-compatible chat API, with a JSON
 //!   schema for the answer;
 //! - [`detector`]: what the pipeline calls: the LLM when configured, the offline classifier
@@ -12,6 +13,7 @@
 pub mod catalog;
 pub mod classifier;
 pub mod detector;
+pub mod embedding;
 pub mod eval;
 pub mod features;
 pub mod openai;

@@ -351,6 +351,7 @@ fn eval_intents_scores_the_catalogue_on_the_demo_test_set_with_a_validated_thres
         test: repo_file("eval/intents_test.csv"),
         validation: Some(repo_file("eval/intents_validation.csv")),
         threshold: None,
+        min_oos_recall: None,
         json: true,
     };
     let run = evaluate_intents(&args, &repo_file("prompts/intents.toml")).unwrap();
@@ -390,6 +391,7 @@ fn eval_intents_trains_on_a_csv_when_given_one() {
         test,
         validation: None,
         threshold: None,
+        min_oos_recall: None,
         json: false,
     };
     let run = evaluate_intents(&args, Path::new("/nonexistent/intents.toml")).unwrap();
@@ -410,6 +412,7 @@ async fn eval_intents_names_a_missing_test_file() {
         test: PathBuf::from("/nonexistent/test.csv"),
         validation: None,
         threshold: None,
+        min_oos_recall: None,
         json: true,
     });
     let err = run(cmd, &repo_file("prompts/intents.toml"))
@@ -428,6 +431,7 @@ fn eval_intents_scores_at_a_given_threshold_and_shows_the_trade_off() {
         test: repo_file("eval/intents_test.csv"),
         validation: None,
         threshold: Some(0.0),
+        min_oos_recall: None,
         json: false,
     };
     let run = evaluate_intents(&args, &repo_file("prompts/intents.toml")).unwrap();
@@ -448,4 +452,29 @@ fn eval_intents_scores_at_a_given_threshold_and_shows_the_trade_off() {
         "{:?}",
         run.trade_off
     );
+}
+
+#[test]
+fn eval_intents_can_choose_the_threshold_for_an_oos_recall_floor() {
+    let at_floor = |floor: f32| {
+        let args = IntentsArgs {
+            train: None,
+            test: repo_file("eval/intents_test.csv"),
+            validation: Some(repo_file("eval/intents_validation.csv")),
+            threshold: None,
+            min_oos_recall: Some(floor),
+            json: false,
+        };
+        evaluate_intents(&args, &repo_file("prompts/intents.toml")).unwrap()
+    };
+    let (low, high) = (at_floor(0.3), at_floor(0.9));
+    assert!(low.threshold_source.contains("--min-oos-recall"));
+    // Catching more out-of-scope messages never takes a lower threshold.
+    assert!(
+        high.report.metrics.threshold >= low.report.metrics.threshold,
+        "{} < {}",
+        high.report.metrics.threshold,
+        low.report.metrics.threshold
+    );
+    assert!(high.report.metrics.oos_recall >= low.report.metrics.oos_recall);
 }
