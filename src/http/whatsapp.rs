@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use secrecy::ExposeSecret;
 
+use super::webhook;
 use crate::app::AppState;
 use crate::channels::whatsapp::{answer_subscription, parse_webhook, verify_signature};
 use crate::error::AppError;
@@ -49,31 +50,11 @@ async fn receive(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, AppError> {
     let metrics = &state.metrics;
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            metrics.webhook(CHANNEL, "too_large");
-            AppError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!(
-                    "the body is larger than {} bytes",
-                    state.config.pipeline.max_body_bytes
-                ),
-            )
-        } else {
-            metrics.webhook(CHANNEL, "unreadable");
-            AppError::bad_request("the request body could not be read")
-        }
-    })?;
+    let body = body.map_err(|r| webhook::body_error(&state, CHANNEL, r))?;
     let Some(secret) = &state.config.whatsapp.app_secret else {
-        metrics.webhook(CHANNEL, "not_configured");
         // 503 rather than 4xx: Meta keeps redelivering, so nothing is lost while the operator
         // sets WHATSAPP_APP_SECRET.
-        return Err(AppError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_configured",
-            "WhatsApp is not configured on this server",
-        ));
+        return Err(webhook::not_configured(&state, CHANNEL, "WhatsApp"));
     };
     let signature = headers
         .get("x-hub-signature-256")
@@ -101,27 +82,6 @@ async fn receive(
             "WhatsApp changes for a phone number id no tenant owns were ignored"
         );
     }
-    if parsed.messages.is_empty() && parsed.statuses.is_empty() {
-        metrics.webhook(CHANNEL, "empty");
-        return Ok(StatusCode::OK);
-    }
-    match state
-        .recorder
-        .record(parsed.messages, parsed.statuses)
-        .await
-    {
-        Ok(summary) => {
-            let result = if summary.recorded == 0 && summary.duplicates > 0 {
-                "duplicate"
-            } else {
-                "accepted"
-            };
-            metrics.webhook(CHANNEL, result);
-            Ok(StatusCode::OK)
-        }
-        Err(err) => {
-            metrics.webhook(CHANNEL, "unavailable");
-            Err(err.into())
-        }
-    }
+    webhook::record(&state, CHANNEL, parsed.messages, parsed.statuses).await?;
+    Ok(StatusCode::OK)
 }
