@@ -7,8 +7,10 @@
 //! `OutboundJob::previous_attempt_vanished` lets the caller count it.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use sqlx::QueryBuilder;
+use uuid::Uuid;
 
 use super::records::{parse_channel, parse_uuid};
 use super::{Store, StoreError, on_pool};
@@ -96,6 +98,58 @@ const CLAIM_CANDIDATES: &str = "
     ORDER BY m.seq
     LIMIT $3";
 
+/// A queued outbound message that holds its conversation's queue: anything but a message held for
+/// quiet hours whose time has not come.
+const HOLDS_THE_QUEUE: &str = "h.direction = 'outbound' AND h.status = 'queued'
+    AND (h.gate_reason IS NULL OR h.gate_reason <> 'quiet_hours' OR h.next_attempt_at <= $2)";
+
+/// The same candidates on PostgreSQL, found from the conversations' heads instead of from every
+/// queued row: a recursive skip scan over `messages_outbox_by_conversation` steps from one
+/// conversation to the next (one index descent each) and takes the first message holding its
+/// queue, until it has `$3` due, unleased heads. The walk starts at a random conversation id
+/// (`$4`) and wraps around, so every conversation gets its turn however long the backlog. With a
+/// deep backlog in a few conversations the plain query probed every queued row on every claim, and
+/// claims were most of the database's work; with many shallow conversations the walk stops as
+/// soon as it has enough heads. The conditions on `m` are evaluated on the row itself so that
+/// PostgreSQL re-checks them on the newest version when it locks a row another sender just
+/// claimed.
+static POSTGRES_CLAIM_CANDIDATES: LazyLock<String> = LazyLock::new(|| {
+    let head = |bound: &str| {
+        format!(
+            "SELECT h.conversation_id, h.seq, h.next_attempt_at, h.lease_until FROM messages h
+             WHERE {HOLDS_THE_QUEUE} AND {bound}
+             ORDER BY h.conversation_id, h.seq LIMIT 1"
+        )
+    };
+    format!(
+        "SELECT m.seq FROM messages m
+         WHERE m.seq IN (
+             WITH RECURSIVE
+               from_start (conversation_id, seq, next_attempt_at, lease_until) AS (
+                 ({first_from_start})
+                 UNION ALL
+                 SELECT next.* FROM from_start, LATERAL ({next_from_start}) next),
+               wrapped (conversation_id, seq, next_attempt_at, lease_until) AS (
+                 ({first_wrapped})
+                 UNION ALL
+                 SELECT next.* FROM wrapped, LATERAL ({next_wrapped}) next)
+             SELECT heads.seq FROM (SELECT * FROM from_start UNION ALL SELECT * FROM wrapped) heads
+             WHERE heads.next_attempt_at <= $2
+               AND (heads.lease_until IS NULL OR heads.lease_until < $2)
+             LIMIT $3)
+           AND m.direction = 'outbound' AND m.status = 'queued'
+           AND m.next_attempt_at <= $2
+           AND (m.lease_until IS NULL OR m.lease_until < $2)
+         ORDER BY m.seq
+         LIMIT $3",
+        first_from_start = head("h.conversation_id >= $4"),
+        next_from_start = head("h.conversation_id > from_start.conversation_id"),
+        first_wrapped = head("h.conversation_id < $4"),
+        next_wrapped =
+            head("h.conversation_id > wrapped.conversation_id AND h.conversation_id < $4"),
+    )
+});
+
 const CLAIM_RETURNING: &str = " RETURNING id, tenant_id, conversation_id, channel, address, body, attempts, error_detail, purpose, template,
     (SELECT c.contact_id FROM conversations c WHERE c.id = messages.conversation_id) AS contact_id";
 
@@ -121,11 +175,13 @@ impl Store {
             // Two senders must never take the same message.
             Store::Postgres(pool) => {
                 sqlx::query_as(&format!(
-                    "{update}{CLAIM_CANDIDATES} FOR UPDATE OF m SKIP LOCKED){CLAIM_RETURNING}"
+                    "{update}{} FOR UPDATE OF m SKIP LOCKED){CLAIM_RETURNING}",
+                    *POSTGRES_CLAIM_CANDIDATES
                 ))
                 .bind(now + lease_ms)
                 .bind(now)
                 .bind(limit)
+                .bind(Uuid::new_v4().to_string())
                 .fetch_all(pool)
                 .await?
             }

@@ -53,6 +53,7 @@ store_suite!(
     pending_messages_come_oldest_first,
     completing_a_message_twice_writes_its_replies_once,
     only_the_oldest_queued_reply_of_a_conversation_is_claimed,
+    a_reply_held_for_quiet_hours_does_not_hold_back_the_next_one,
     a_claimed_reply_is_not_claimed_again_until_its_lease_expires,
     a_vanished_attempt_is_reported_when_reclaimed,
     statuses_only_move_forward_and_failures_keep_their_code,
@@ -208,6 +209,66 @@ async fn completing_a_message_twice_writes_its_replies_once(store: Store) {
     assert_eq!(bot.len(), 1);
     assert_eq!(bot[0].text.as_deref(), Some("₹1.12 Cr"));
     assert_eq!(bot[0].status, "queued");
+}
+
+async fn a_reply_held_for_quiet_hours_does_not_hold_back_the_next_one(store: Store) {
+    let conversation = answered(&store, "15550014", "wamid.Q1", "one").await;
+    store
+        .record_inbound(
+            &[text_from("15550014", "wamid.Q2", 1_500, "more")],
+            &[],
+            1_500,
+        )
+        .await
+        .unwrap();
+    let record = store.conversation(conversation).await.unwrap().unwrap();
+    let pending = store.pending_inbound(conversation, 10).await.unwrap();
+    store
+        .complete_inbound(pending[0].id, &record, &reply("two"), 2_500)
+        .await
+        .unwrap();
+
+    let first = store.claim_outbound(10_000, 30_000, 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].text, "one");
+    // The gate holds "one" until 50_000 for quiet hours: "two" may go meanwhile.
+    store
+        .defer_outbound(first[0].id, 50_000, "quiet_hours", 10_001)
+        .await
+        .unwrap();
+    let next = store.claim_outbound(10_002, 30_000, 10).await.unwrap();
+    let texts: Vec<_> = next.iter().map(|j| j.text.as_str()).collect();
+    assert_eq!(texts, ["two"]);
+
+    // Any other deferral keeps the order: nothing behind it leaves first.
+    let other = answered(&store, "15550015", "wamid.R1", "first").await;
+    store
+        .record_inbound(
+            &[text_from("15550015", "wamid.R2", 1_600, "again")],
+            &[],
+            1_600,
+        )
+        .await
+        .unwrap();
+    let other_record = store.conversation(other).await.unwrap().unwrap();
+    let pending = store.pending_inbound(other, 10).await.unwrap();
+    store
+        .complete_inbound(pending[0].id, &other_record, &reply("second"), 2_600)
+        .await
+        .unwrap();
+    let claimed = store.claim_outbound(60_000, 30_000, 10).await.unwrap();
+    let head = claimed.iter().find(|j| j.conversation_id == other).unwrap();
+    assert_eq!(head.text, "first");
+    store
+        .defer_outbound(head.id, 200_000, "window_closed", 60_001)
+        .await
+        .unwrap();
+    let after = store.claim_outbound(100_000, 30_000, 10).await.unwrap();
+    assert!(
+        after.iter().all(|j| j.conversation_id != other),
+        "{:?}",
+        after.iter().map(|j| &j.text).collect::<Vec<_>>()
+    );
 }
 
 async fn only_the_oldest_queued_reply_of_a_conversation_is_claimed(store: Store) {
