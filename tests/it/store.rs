@@ -121,6 +121,38 @@ async fn answered(store: &Store, sender: &str, wamid: &str, text: &str) -> Conve
     conversation
 }
 
+/// A conversation with two bot replies queued, `first` then `second` (answers to two messages).
+async fn two_replies_queued(
+    store: &Store,
+    sender: &str,
+    first: &str,
+    second: &str,
+) -> ConversationId {
+    let conversation = answered(store, sender, &format!("wamid.{sender}.1"), first).await;
+    store
+        .record_inbound(
+            &[text_from(
+                sender,
+                &format!("wamid.{sender}.2"),
+                1_500,
+                "more",
+            )],
+            &[],
+            1_500,
+        )
+        .await
+        .unwrap();
+    let record = store.conversation(conversation).await.unwrap().unwrap();
+    let pending = store.pending_inbound(conversation, 10).await.unwrap();
+    assert!(
+        store
+            .complete_inbound(pending[0].id, &record, &reply(second), 2_500)
+            .await
+            .unwrap()
+    );
+    conversation
+}
+
 async fn recording_the_same_provider_message_twice_keeps_one(store: Store) {
     let message = text_from("15550001", "wamid.A", 1_000, "hello");
     let first = store
@@ -212,21 +244,7 @@ async fn completing_a_message_twice_writes_its_replies_once(store: Store) {
 }
 
 async fn a_reply_held_for_quiet_hours_does_not_hold_back_the_next_one(store: Store) {
-    let conversation = answered(&store, "15550014", "wamid.Q1", "one").await;
-    store
-        .record_inbound(
-            &[text_from("15550014", "wamid.Q2", 1_500, "more")],
-            &[],
-            1_500,
-        )
-        .await
-        .unwrap();
-    let record = store.conversation(conversation).await.unwrap().unwrap();
-    let pending = store.pending_inbound(conversation, 10).await.unwrap();
-    store
-        .complete_inbound(pending[0].id, &record, &reply("two"), 2_500)
-        .await
-        .unwrap();
+    two_replies_queued(&store, "15550014", "one", "two").await;
 
     let first = store.claim_outbound(10_000, 30_000, 10).await.unwrap();
     assert_eq!(first.len(), 1);
@@ -241,21 +259,7 @@ async fn a_reply_held_for_quiet_hours_does_not_hold_back_the_next_one(store: Sto
     assert_eq!(texts, ["two"]);
 
     // Any other deferral keeps the order: nothing behind it leaves first.
-    let other = answered(&store, "15550015", "wamid.R1", "first").await;
-    store
-        .record_inbound(
-            &[text_from("15550015", "wamid.R2", 1_600, "again")],
-            &[],
-            1_600,
-        )
-        .await
-        .unwrap();
-    let other_record = store.conversation(other).await.unwrap().unwrap();
-    let pending = store.pending_inbound(other, 10).await.unwrap();
-    store
-        .complete_inbound(pending[0].id, &other_record, &reply("second"), 2_600)
-        .await
-        .unwrap();
+    let other = two_replies_queued(&store, "15550015", "first", "second").await;
     let claimed = store.claim_outbound(60_000, 30_000, 10).await.unwrap();
     let head = claimed.iter().find(|j| j.conversation_id == other).unwrap();
     assert_eq!(head.text, "first");
@@ -272,21 +276,7 @@ async fn a_reply_held_for_quiet_hours_does_not_hold_back_the_next_one(store: Sto
 }
 
 async fn only_the_oldest_queued_reply_of_a_conversation_is_claimed(store: Store) {
-    let conversation = answered(&store, "15550004", "wamid.D1", "one").await;
-    store
-        .record_inbound(
-            &[text_from("15550004", "wamid.D2", 1_500, "more")],
-            &[],
-            1_500,
-        )
-        .await
-        .unwrap();
-    let record = store.conversation(conversation).await.unwrap().unwrap();
-    let pending = store.pending_inbound(conversation, 10).await.unwrap();
-    store
-        .complete_inbound(pending[0].id, &record, &reply("two"), 2_500)
-        .await
-        .unwrap();
+    let conversation = two_replies_queued(&store, "15550004", "one", "two").await;
     let other = answered(&store, "15550005", "wamid.E1", "other").await;
 
     let claimed = store.claim_outbound(10_000, 30_000, 10).await.unwrap();
