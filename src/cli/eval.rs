@@ -5,7 +5,8 @@
 //! `--test` CSV, whose rows labelled `oos` are out of scope. With `--validation`, the abstention
 //! threshold is the one that maximises in-scope accuracy + out-of-scope recall on that file, or,
 //! with `--min-oos-recall R`, the one with the best in-scope accuracy among those that catch at
-//! least R of its out-of-scope rows; otherwise it is the catalogue's (`threshold` in `prompts/intents.toml`, 0.5 for CSV training).
+//! least R of its out-of-scope rows; otherwise it is the catalogue's (`threshold` in
+//! `prompts/intents.toml`, 0.5 for CSV training).
 //! `--json` prints only `{"accuracy", "macro_f1", "oos_recall", "oos_precision", "threshold"}`
 //! on standard output (training time goes to standard error).
 
@@ -141,25 +142,24 @@ pub fn evaluate_intents(args: &IntentsArgs, intents_path: &Path) -> anyhow::Resu
     let oos_labels = catalog.out_of_scope_labels().to_vec();
 
     let (threshold, threshold_source) = match (&validation, args.threshold) {
-        (Some(rows), _) => match args.min_oos_recall {
-            Some(min_recall) => (
-                eval::choose_threshold_for_recall(
-                    &score(&classifier, rows),
-                    &oos_labels,
-                    f64::from(min_recall),
-                )
-                .with_context(|| {
-                    format!(
-                        "no threshold reaches an oos recall of {min_recall} on the validation set"
-                    )
-                })?,
-                "chosen on the validation set: best in-scope accuracy at --min-oos-recall",
-            ),
-            None => (
-                eval::choose_threshold(&score(&classifier, rows), &oos_labels),
-                "chosen on the validation set: max in-scope accuracy + oos recall",
-            ),
-        },
+        (Some(rows), _) => {
+            let validated = score(&classifier, rows);
+            match args.min_oos_recall {
+                Some(min_recall) => (
+                    eval::choose_threshold_for_recall(&validated, &oos_labels, f64::from(min_recall))
+                        .with_context(|| {
+                            format!(
+                                "no threshold reaches an oos recall of {min_recall} on the validation set"
+                            )
+                        })?,
+                    "chosen on the validation set: best in-scope accuracy at --min-oos-recall",
+                ),
+                None => (
+                    eval::choose_threshold(&validated, &oos_labels),
+                    "chosen on the validation set: max in-scope accuracy + oos recall",
+                ),
+            }
+        }
         (None, Some(given)) => (given, "given with --threshold"),
         (None, None) => (catalog.threshold(), "from the catalogue"),
     };
