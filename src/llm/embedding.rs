@@ -182,7 +182,7 @@ impl StaticEmbeddings {
     }
 }
 
-/// BERT's normaliser: control characters dropped, whitespace unified, CJK ideographs spaced
+/// BERT's normaliser: control characters dropped, whitespace (Unicode's) unified, CJK ideographs spaced
 /// apart, accents stripped, lowercased.
 fn basic_normalize(text: &str) -> String {
     let mut cleaned = String::with_capacity(text.len());
@@ -190,7 +190,7 @@ fn basic_normalize(text: &str) -> String {
         if c == '\0' || c == '\u{fffd}' || is_bert_control(c) {
             continue;
         }
-        if is_bert_whitespace(c) {
+        if c.is_whitespace() {
             cleaned.push(' ');
         } else if is_cjk(c) {
             cleaned.push(' ');
@@ -205,10 +205,6 @@ fn basic_normalize(text: &str) -> String {
         .filter(|c| c.general_category() != GeneralCategory::NonspacingMark)
         .flat_map(char::to_lowercase)
         .collect()
-}
-
-fn is_bert_whitespace(c: char) -> bool {
-    c.is_whitespace()
 }
 
 fn is_bert_control(c: char) -> bool {
