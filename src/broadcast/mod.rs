@@ -56,12 +56,24 @@ impl LiveEvents {
 
     /// Sends `event` to every current subscriber of `topic`, on every replica.
     pub async fn publish(&self, topic: &str, event: &serde_json::Value) -> Result<(), LiveError> {
+        self.publish_all(topic, std::slice::from_ref(event)).await
+    }
+
+    /// Sends `events`, in order, to every current subscriber of `topic`, on every replica (with
+    /// Redis, in one round trip).
+    pub async fn publish_all(
+        &self,
+        topic: &str,
+        events: &[serde_json::Value],
+    ) -> Result<(), LiveError> {
         match self {
             Self::InProcess(live) => {
-                live.publish(topic, event);
+                for event in events {
+                    live.publish(topic, event);
+                }
                 Ok(())
             }
-            Self::Redis(live) => live.publish(topic, event).await,
+            Self::Redis(live) => live.publish_all(topic, events).await,
         }
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, PubSub};
-use redis::{AsyncCommands, Client, Msg};
+use redis::{Client, Msg};
 use tokio::task::AbortHandle;
 
 use super::LiveError;
@@ -78,14 +78,23 @@ impl RedisLive {
         &self.hub
     }
 
-    pub(super) async fn publish(
+    /// Publishes the events in order, in one round trip (a pipeline).
+    pub(super) async fn publish_all(
         &self,
         topic: &str,
-        event: &serde_json::Value,
+        events: &[serde_json::Value],
     ) -> Result<(), LiveError> {
-        let payload = serde_json::to_string(event)?;
+        if events.is_empty() {
+            return Ok(());
+        }
         let channel = format!("{}{topic}", self.channel_prefix);
-        let _receivers: i64 = self.conn.clone().publish(channel, payload).await?;
+        let mut pipeline = redis::pipe();
+        for event in events {
+            pipeline
+                .publish(&channel, serde_json::to_string(event)?)
+                .ignore();
+        }
+        let () = pipeline.query_async(&mut self.conn.clone()).await?;
         Ok(())
     }
 }

@@ -26,7 +26,7 @@ pub use zone::contact_zone;
 
 use crate::config::Config;
 use crate::domain::{Channel, ContactId, TenantId};
-use crate::store::{Store, StoreError};
+use crate::store::{GateFactsQuery, Store, StoreError};
 
 /// A tenant's consent policy, prepared once.
 #[derive(Debug)]
@@ -187,25 +187,54 @@ impl Consent {
         request: GateRequest<'_>,
         now_ms: i64,
     ) -> Result<GateDecision, StoreError> {
-        let policy = self.policy(request.tenant);
-        let window_ms = i64::from(policy.settings.frequency_window_days) * 24 * 60 * 60 * 1000;
-        let facts = self
-            .store
-            .gate_facts(
-                request.tenant,
-                &self.subject(request.tenant, request.contact),
-                request.contact,
-                request.channel,
-                now_ms - window_ms,
-            )
-            .await?;
-        let zone = contact_zone(facts.time_zone.as_deref(), request.address, &policy.zone);
-        let facts = ContactFacts {
-            opted_out: facts.latest_consent == Some(ConsentAction::OptOut),
-            last_inbound_at_ms: facts.last_inbound_at,
-            recent_proactive: u32::try_from(facts.recent_proactive).unwrap_or(u32::MAX),
-        };
-        Ok(self.decide(request, facts, &zone, now_ms))
+        let mut decisions = self.gate_many(&[request], now_ms).await?;
+        decisions
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("the gate decided nothing".into()))
+    }
+
+    /// [`Consent::gate`] for several messages, with one read of what is known about their
+    /// recipients; the decisions come in the order of the requests.
+    pub async fn gate_many(
+        &self,
+        requests: &[GateRequest<'_>],
+        now_ms: i64,
+    ) -> Result<Vec<GateDecision>, StoreError> {
+        let subjects: Vec<String> = requests
+            .iter()
+            .map(|r| self.subject(r.tenant, r.contact))
+            .collect();
+        let queries: Vec<GateFactsQuery<'_>> = requests
+            .iter()
+            .zip(&subjects)
+            .map(|(request, subject)| {
+                let policy = self.policy(request.tenant);
+                let window_ms =
+                    i64::from(policy.settings.frequency_window_days) * 24 * 60 * 60 * 1000;
+                GateFactsQuery {
+                    tenant: request.tenant,
+                    subject,
+                    contact: request.contact,
+                    channel: request.channel,
+                    proactive_since: now_ms - window_ms,
+                }
+            })
+            .collect();
+        let facts = self.store.gate_facts_many(&queries).await?;
+        Ok(requests
+            .iter()
+            .zip(facts)
+            .map(|(request, facts)| {
+                let policy = self.policy(request.tenant);
+                let zone = contact_zone(facts.time_zone.as_deref(), request.address, &policy.zone);
+                let facts = ContactFacts {
+                    opted_out: facts.latest_consent == Some(ConsentAction::OptOut),
+                    last_inbound_at_ms: facts.last_inbound_at,
+                    recent_proactive: u32::try_from(facts.recent_proactive).unwrap_or(u32::MAX),
+                };
+                self.decide(*request, facts, &zone, now_ms)
+            })
+            .collect())
     }
 
     /// The gate with facts the caller already holds (a worker answering the message it just

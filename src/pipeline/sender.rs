@@ -67,9 +67,10 @@ async fn deliver_due_until(state: &Arc<AppState>, deadline: Option<Instant>) {
             {
                 Ok(jobs) => {
                     exhausted = jobs.len() < room;
-                    for job in jobs {
+                    let decisions = gate_all(state, &jobs).await;
+                    for (job, decision) in jobs.into_iter().zip(decisions) {
                         let state = state.clone();
-                        sending.spawn(async move { deliver(&state, job).await });
+                        sending.spawn(async move { deliver(&state, job, decision).await });
                     }
                 }
                 Err(err) => {
@@ -140,13 +141,40 @@ async fn record_accepted(state: &AppState, sent: Vec<Accepted>) {
     .await;
 }
 
-async fn deliver(state: &AppState, job: OutboundJob) -> Delivery {
+/// The consent gate's decisions on claimed messages, asked in one read right before they are
+/// handed to their providers; `None` for each when the gate could not decide.
+async fn gate_all(state: &AppState, jobs: &[OutboundJob]) -> Vec<Option<GateDecision>> {
+    let requests: Vec<GateRequest<'_>> = jobs
+        .iter()
+        .map(|job| GateRequest {
+            tenant: &job.tenant,
+            contact: job.contact_id,
+            channel: job.channel,
+            address: &job.address,
+            purpose: job.purpose,
+            template: job.template.is_some(),
+        })
+        .collect();
+    match state
+        .consent
+        .gate_many(&requests, state.clock.now_ms())
+        .await
+    {
+        Ok(decisions) => decisions.into_iter().map(Some).collect(),
+        Err(err) => {
+            tracing::warn!(messages = jobs.len(), error = %err, "consent gate unavailable; the messages wait");
+            vec![None; jobs.len()]
+        }
+    }
+}
+
+async fn deliver(state: &AppState, job: OutboundJob, decision: Option<GateDecision>) -> Delivery {
     if job.previous_attempt_vanished {
         state.metrics.outbound_uncertain.inc();
         tracing::warn!(message.id = %job.id, attempts = job.attempts, "retrying a send whose earlier attempt vanished mid-call; the prospect may receive it twice");
     }
     let channel = job.channel;
-    if let Some(stopped) = gate(state, &job).await {
+    if let Some(stopped) = gate(state, &job, decision).await {
         return stopped;
     }
     let outcome = crate::channels::outbound::send(state, &job)
@@ -215,22 +243,19 @@ async fn deliver(state: &AppState, job: OutboundJob) -> Delivery {
     }
 }
 
-/// The consent gate, right before the provider call: `None` to send. A deferred message is
-/// released until its time, a refused one is recorded `blocked`, and when the gate cannot decide
-/// (the store is unreachable) nothing is sent: the message is retried shortly.
-async fn gate(state: &AppState, job: &OutboundJob) -> Option<Delivery> {
+/// Acts on the consent gate's decision, taken right before the provider call: `None` to send. A
+/// deferred message is released until its time, a refused one is recorded `blocked`, and when
+/// the gate could not decide (the store is unreachable) nothing is sent: the message is retried
+/// shortly.
+async fn gate(
+    state: &AppState,
+    job: &OutboundJob,
+    decision: Option<GateDecision>,
+) -> Option<Delivery> {
     let now = state.clock.now_ms();
-    let request = GateRequest {
-        tenant: &job.tenant,
-        contact: job.contact_id,
-        channel: job.channel,
-        address: &job.address,
-        purpose: job.purpose,
-        template: job.template.is_some(),
-    };
-    let (recorded, delivery) = match state.consent.gate(request, now).await {
-        Ok(GateDecision::Send) => return None,
-        Ok(GateDecision::Defer { until_ms, reason }) => {
+    let (recorded, delivery) = match decision {
+        Some(GateDecision::Send) => return None,
+        Some(GateDecision::Defer { until_ms, reason }) => {
             state.metrics.send(job.channel.as_str(), "deferred");
             tracing::info!(message.id = %job.id, reason = reason.as_str(), "send deferred by the consent gate");
             let recorded = state
@@ -239,7 +264,7 @@ async fn gate(state: &AppState, job: &OutboundJob) -> Option<Delivery> {
                 .await;
             (recorded, Delivery::NotSent)
         }
-        Ok(GateDecision::Refuse(reason)) => {
+        Some(GateDecision::Refuse(reason)) => {
             state.metrics.send(job.channel.as_str(), "blocked");
             tracing::info!(message.id = %job.id, reason = reason.as_str(), "send refused by the consent gate");
             let recorded = state
@@ -248,8 +273,7 @@ async fn gate(state: &AppState, job: &OutboundJob) -> Option<Delivery> {
                 .await;
             (recorded, Delivery::NotSent)
         }
-        Err(err) => {
-            tracing::warn!(message.id = %job.id, error = %err, "consent gate unavailable; the message waits");
+        None => {
             let failure = SendFailure {
                 code: None,
                 detail: "the consent gate could not check this message".to_owned(),

@@ -1004,11 +1004,9 @@ pub(crate) async fn publish(
     records: &[MessageRecord],
 ) {
     let topic = conversation_topic(conversation);
-    for record in records {
-        let event = crate::http::message_json(record);
-        if let Err(err) = state.live.publish(&topic, &event).await {
-            tracing::debug!(error = %err, "live update not published");
-        }
+    let events: Vec<serde_json::Value> = records.iter().map(crate::http::message_json).collect();
+    if let Err(err) = state.live.publish_all(&topic, &events).await {
+        tracing::debug!(error = %err, "live update not published");
     }
 }
 

@@ -67,6 +67,21 @@ pub struct GateFactsRow {
     pub time_zone: Option<String>,
 }
 
+/// The recipient [`Store::gate_facts_many`] is asked about.
+#[derive(Debug, Clone, Copy)]
+pub struct GateFactsQuery<'a> {
+    pub tenant: &'a TenantId,
+    /// The contact's name in the ledger.
+    pub subject: &'a str,
+    pub contact: ContactId,
+    pub channel: Channel,
+    /// Proactive messages sent from then on are counted.
+    pub proactive_since: i64,
+}
+
+/// Recipients one gate-facts statement asks about at most (six parameters each).
+const GATE_FACTS_PER_STATEMENT: usize = 64;
+
 /// One line of the audit export.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ConsentExportRow {
@@ -274,8 +289,6 @@ impl Store {
 
     /// What the gate needs about a contact: its latest consent on the channel, when it last
     /// wrote, how many proactive messages it was sent since `proactive_since`, its time zone.
-    /// It runs before every send, so each part is an index probe: the latest inbound message is
-    /// taken per conversation (one backward step in its index), not by reading all of them.
     pub async fn gate_facts(
         &self,
         tenant: &TenantId,
@@ -284,34 +297,81 @@ impl Store {
         channel: Channel,
         proactive_since: i64,
     ) -> Result<GateFactsRow, StoreError> {
-        let row: (Option<String>, Option<i64>, i64, Option<String>) = on_pool!(self, |pool, Db| {
-            sqlx::query_as(
-                "SELECT
-                   (SELECT action FROM consent_events
-                     WHERE tenant_id = $1 AND subject = $2 AND channel = $3 AND action IN ('opt_in', 'opt_out')
-                     ORDER BY seq DESC LIMIT 1),
-                   (SELECT MAX((SELECT MAX(m.created_at) FROM messages m
-                                 WHERE m.conversation_id = c.id AND m.direction = 'inbound'))
-                      FROM conversations c WHERE c.contact_id = $4),
-                   (SELECT COUNT(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id
-                     WHERE c.contact_id = $4 AND m.direction = 'outbound' AND m.purpose = 'proactive'
-                       AND m.status IN ('sent', 'delivered', 'read', 'played') AND m.updated_at >= $5),
-                   (SELECT time_zone FROM contacts WHERE id = $4)",
-            )
-            .bind(tenant.as_str())
-            .bind(subject)
-            .bind(channel.as_str())
-            .bind(contact.to_string())
-            .bind(proactive_since)
-            .fetch_one(pool)
-            .await?
-        });
-        Ok(GateFactsRow {
-            latest_consent: row.0.as_deref().map(parse_action).transpose()?,
-            last_inbound_at: row.1,
-            recent_proactive: row.2,
-            time_zone: row.3,
-        })
+        let query = GateFactsQuery {
+            tenant,
+            subject,
+            contact,
+            channel,
+            proactive_since,
+        };
+        let mut rows = self.gate_facts_many(&[query]).await?;
+        rows.pop()
+            .ok_or_else(|| StoreError::Corrupt("no gate facts returned".into()))
+    }
+
+    /// [`Store::gate_facts`] for several recipients in one round trip, in the order asked.
+    /// It runs before every send, so each part is an index probe: the latest inbound message is
+    /// taken per conversation (one backward step in its index), not by reading all of them.
+    pub async fn gate_facts_many(
+        &self,
+        queries: &[GateFactsQuery<'_>],
+    ) -> Result<Vec<GateFactsRow>, StoreError> {
+        let mut facts = Vec::with_capacity(queries.len());
+        for chunk in queries.chunks(GATE_FACTS_PER_STATEMENT) {
+            let rows: Vec<(i64, Option<String>, Option<i64>, i64, Option<String>)> = on_pool!(
+                self,
+                |pool, Db| {
+                    let mut statement = sqlx::QueryBuilder::<Db>::new(
+                        "WITH asked (n, tenant_id, subject, contact_id, channel, proactive_since) AS (",
+                    );
+                    let contacts: Vec<String> =
+                        chunk.iter().map(|q| q.contact.to_string()).collect();
+                    statement.push_values(
+                        chunk.iter().zip(&contacts).enumerate(),
+                        |mut row, (n, (q, contact))| {
+                            row.push_bind(n as i64)
+                                .push_bind(q.tenant.as_str())
+                                .push_bind(q.subject)
+                                .push_bind(contact.as_str())
+                                .push_bind(q.channel.as_str())
+                                .push_bind(q.proactive_since);
+                        },
+                    );
+                    statement.push(
+                        ")
+                         SELECT asked.n,
+                           (SELECT action FROM consent_events e
+                             WHERE e.tenant_id = asked.tenant_id AND e.subject = asked.subject
+                               AND e.channel = asked.channel AND e.action IN ('opt_in', 'opt_out')
+                             ORDER BY e.seq DESC LIMIT 1),
+                           (SELECT MAX((SELECT MAX(m.created_at) FROM messages m
+                                         WHERE m.conversation_id = c.id AND m.direction = 'inbound'))
+                              FROM conversations c WHERE c.contact_id = asked.contact_id),
+                           (SELECT COUNT(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                             WHERE c.contact_id = asked.contact_id AND m.direction = 'outbound'
+                               AND m.purpose = 'proactive' AND m.status IN ('sent', 'delivered', 'read', 'played')
+                               AND m.updated_at >= asked.proactive_since),
+                           (SELECT time_zone FROM contacts WHERE id = asked.contact_id)
+                         FROM asked ORDER BY asked.n",
+                    );
+                    statement.build_query_as().fetch_all(pool).await?
+                }
+            );
+            if rows.len() != chunk.len() || rows.iter().enumerate().any(|(i, r)| r.0 != i as i64) {
+                return Err(StoreError::Corrupt(
+                    "gate facts do not match the recipients asked".into(),
+                ));
+            }
+            for row in rows {
+                facts.push(GateFactsRow {
+                    latest_consent: row.1.as_deref().map(parse_action).transpose()?,
+                    last_inbound_at: row.2,
+                    recent_proactive: row.3,
+                    time_zone: row.4,
+                });
+            }
+        }
+        Ok(facts)
     }
 
     /// One contact.

@@ -298,7 +298,7 @@ impl Store {
         completion: &Completion,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let replies: Vec<(usize, &NewReply, String)> = completion
+        let replies: Vec<ReplyRow> = completion
             .replies
             .iter()
             .enumerate()
@@ -307,29 +307,172 @@ impl Store {
                     body: reply.text.clone(),
                 })
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                Ok((part, reply, content))
+                Ok(ReplyRow {
+                    id: reply.id.to_string(),
+                    part: part as i32,
+                    reply,
+                    content,
+                })
             })
             .collect::<Result<_, StoreError>>()?;
-        let message = message.to_string();
-        let conversation_id = conversation.id.to_string();
-        on_pool!(self, |pool, Db| {
-            // The completion's commit need not wait for the disk: the sender's durable claim on a
-            // reply comes first (see `store::relaxed`).
+        let outbox = Outbox {
+            message: message.to_string(),
+            conversation,
+            conversation_id: conversation.id.to_string(),
+            completion,
+            replies,
+            now,
+        };
+        match self {
+            // The usual completion (replies only) is one statement on PostgreSQL: one round trip
+            // instead of five, and its own transaction.
+            Store::Postgres(pool)
+                if completion.consent.is_none() && completion.handoff.is_none() =>
+            {
+                let completed: i64 = outbox
+                    .single_statement()
+                    .build_query_scalar()
+                    .fetch_one(pool)
+                    .await?;
+                Ok(completed == 1)
+            }
+            _ => outbox.in_transaction(self).await,
+        }
+    }
+}
+
+/// A completion being written: the inbound message it finishes and the replies it queues.
+struct Outbox<'a> {
+    message: String,
+    conversation: &'a ConversationRecord,
+    conversation_id: String,
+    completion: &'a Completion,
+    replies: Vec<ReplyRow<'a>>,
+    now: i64,
+}
+
+/// One reply part, with what its row needs beyond the reply itself.
+struct ReplyRow<'a> {
+    id: String,
+    part: i32,
+    reply: &'a NewReply,
+    /// The message content as JSON.
+    content: String,
+}
+
+/// The outbox columns a reply fills, in the order [`Outbox::push_reply_rows`] binds them.
+const REPLY_COLUMNS: &str = "(id, tenant_id, conversation_id, channel, direction, author, kind, address, body, content, sent_at, intent, confidence, in_reply_to, part, purpose, gate_reason, error_detail, agent, confidence_factors, sources, status, status_rank, attempts, next_attempt_at, created_at, updated_at)";
+
+impl<'a> Outbox<'a> {
+    fn processing(&self) -> &'static str {
+        if self.completion.answered {
+            "done"
+        } else {
+            "skipped"
+        }
+    }
+
+    /// `VALUES (...), (...)`: one row per reply part, in [`REPLY_COLUMNS`] order.
+    fn push_reply_rows<DB>(&'a self, builder: &mut QueryBuilder<'a, DB>)
+    where
+        DB: sqlx::Database,
+        &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+        Option<&'a str>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+        Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+        Option<f64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+        i32: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+        i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    {
+        let (conversation, completion, now) = (self.conversation, self.completion, self.now);
+        let agent = completion.agent.as_ref();
+        builder.push_values(&self.replies, |mut row, reply_row| {
+            let reply = reply_row.reply;
+            let status = if reply.blocked.is_some() {
+                DeliveryStatus::Blocked
+            } else {
+                DeliveryStatus::Queued
+            };
+            row.push_bind(reply_row.id.as_str())
+                .push_bind(conversation.tenant.as_str())
+                .push_bind(self.conversation_id.as_str())
+                .push_bind(conversation.channel.as_str())
+                .push_bind("outbound")
+                .push_bind("bot")
+                .push_bind("text")
+                .push_bind(conversation.address.as_str())
+                .push_bind(reply.text.as_str())
+                .push_bind(reply_row.content.as_str())
+                .push_bind(now)
+                .push_bind(completion.intent.as_deref())
+                .push_bind(completion.confidence)
+                .push_bind(self.message.as_str())
+                .push_bind(reply_row.part)
+                .push_bind(reply.purpose.as_str())
+                .push_bind(reply.blocked.map(GateReason::as_str))
+                .push_bind(reply.blocked.map(GateReason::explain))
+                .push_bind(agent.map(|a| a.agent.as_str()))
+                .push_bind(agent.map(|a| a.factors.to_string()))
+                .push_bind(agent.map(|a| a.sources.to_string()))
+                .push_bind(status.as_str())
+                .push_bind(status.rank() as i32)
+                .push_bind(0_i32)
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(now);
+        });
+    }
+
+    /// PostgreSQL: the completion as one statement. The message is marked handled only if it was
+    /// still pending, and the replies and the conversation's touch happen only if it was; the
+    /// statement returns how many messages it completed (0 or 1). It commits without waiting for
+    /// the disk (see `store::relaxed`).
+    fn single_statement(&'a self) -> QueryBuilder<'a, sqlx::Postgres> {
+        let mut statement = QueryBuilder::new("WITH done AS (UPDATE messages SET processing = ");
+        statement
+            .push_bind(self.processing())
+            .push(", intent = ")
+            .push_bind(self.completion.intent.as_deref())
+            .push(", confidence = ")
+            .push_bind(self.completion.confidence)
+            .push(", updated_at = ")
+            .push_bind(self.now)
+            .push(" WHERE id = ")
+            .push_bind(self.message.as_str())
+            .push(" AND processing = 'pending' RETURNING 1), touched AS (UPDATE conversations SET updated_at = ")
+            .push_bind(self.now)
+            .push(" WHERE id = ")
+            .push_bind(self.conversation_id.as_str())
+            .push(" AND EXISTS (SELECT 1 FROM done))");
+        if !self.replies.is_empty() {
+            statement.push(format_args!(
+                ", queued AS (INSERT INTO messages {REPLY_COLUMNS} SELECT * FROM ("
+            ));
+            self.push_reply_rows(&mut statement);
+            statement.push(") AS reply WHERE EXISTS (SELECT 1 FROM done) ON CONFLICT DO NOTHING)");
+        }
+        statement.push(format_args!(
+            " SELECT count(*) FROM done, {}",
+            super::relaxed::POSTGRES_RELAXED_ROW
+        ));
+        statement
+    }
+
+    /// Either backend: the completion as a transaction of several statements, with the consent
+    /// event and the handoff it may carry. It commits without waiting for the disk.
+    async fn in_transaction(&'a self, store: &Store) -> Result<bool, StoreError> {
+        let (conversation, completion) = (self.conversation, self.completion);
+        on_pool!(store, |pool, Db| {
             let mut conn = super::RelaxedConnection::<Db>::acquire(pool).await?;
             let mut tx = conn.begin().await?;
             let updated = sqlx::query(
                 "UPDATE messages SET processing = $1, intent = $2, confidence = $3, updated_at = $4
                  WHERE id = $5 AND processing = 'pending'",
             )
-            .bind(if completion.answered {
-                "done"
-            } else {
-                "skipped"
-            })
+            .bind(self.processing())
             .bind(completion.intent.as_deref())
             .bind(completion.confidence)
-            .bind(now)
-            .bind(&message)
+            .bind(self.now)
+            .bind(&self.message)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -338,44 +481,10 @@ impl Store {
                 conn.release().await;
                 return Ok(false);
             }
-            if !replies.is_empty() {
-                let mut insert = QueryBuilder::<Db>::new(
-                    "INSERT INTO messages (id, tenant_id, conversation_id, channel, direction, author, kind, address, body, content, sent_at, intent, confidence, in_reply_to, part, purpose, gate_reason, error_detail, agent, confidence_factors, sources, status, status_rank, attempts, next_attempt_at, created_at, updated_at) ",
-                );
-                insert.push_values(&replies, |mut row, (part, reply, content)| {
-                    let status = if reply.blocked.is_some() {
-                        DeliveryStatus::Blocked
-                    } else {
-                        DeliveryStatus::Queued
-                    };
-                    row.push_bind(reply.id.to_string())
-                        .push_bind(conversation.tenant.as_str())
-                        .push_bind(&conversation_id)
-                        .push_bind(conversation.channel.as_str())
-                        .push_bind("outbound")
-                        .push_bind("bot")
-                        .push_bind("text")
-                        .push_bind(&conversation.address)
-                        .push_bind(&reply.text)
-                        .push_bind(content)
-                        .push_bind(now)
-                        .push_bind(completion.intent.as_deref())
-                        .push_bind(completion.confidence)
-                        .push_bind(&message)
-                        .push_bind(*part as i32)
-                        .push_bind(reply.purpose.as_str())
-                        .push_bind(reply.blocked.map(GateReason::as_str))
-                        .push_bind(reply.blocked.map(GateReason::explain))
-                        .push_bind(completion.agent.as_ref().map(|a| a.agent.as_str()))
-                        .push_bind(completion.agent.as_ref().map(|a| a.factors.to_string()))
-                        .push_bind(completion.agent.as_ref().map(|a| a.sources.to_string()))
-                        .push_bind(status.as_str())
-                        .push_bind(status.rank() as i32)
-                        .push_bind(0_i32)
-                        .push_bind(now)
-                        .push_bind(now)
-                        .push_bind(now);
-                });
+            if !self.replies.is_empty() {
+                let mut insert =
+                    QueryBuilder::<Db>::new(format!("INSERT INTO messages {REPLY_COLUMNS} "));
+                self.push_reply_rows(&mut insert);
                 insert.push(" ON CONFLICT DO NOTHING");
                 insert.build().execute(&mut *tx).await?;
             }
@@ -386,14 +495,14 @@ impl Store {
                 super::insert_handoff!(
                     tx,
                     conversation.tenant.as_str(),
-                    &conversation_id,
+                    &self.conversation_id,
                     handoff,
-                    now
+                    self.now
                 )?;
             }
             sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(&conversation_id)
+                .bind(self.now)
+                .bind(&self.conversation_id)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;

@@ -31,7 +31,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use channels::{EmailRecord, SessionState};
-pub use consent::{ConsentExportRow, ContactRecord, GateFactsRow, NewOutbound};
+pub use consent::{ConsentExportRow, ContactRecord, GateFactsQuery, GateFactsRow, NewOutbound};
 pub(crate) use handoffs::insert_handoff;
 pub use handoffs::{ClaimOutcome, HandoffRecord, NewHandoff};
 pub use inbound::{AgentMeta, Completion, Inserted, LedgerEntry, NewReply, RecordOutcome};
@@ -39,7 +39,7 @@ pub use listing::{ConversationListing, ListFilter};
 pub use maintenance::MaintenanceReport;
 pub use outbox::{Accepted, OutboundJob, SendFailure};
 pub use records::{ConversationRecord, MessageRecord, PendingInbound};
-pub(crate) use relaxed::RelaxedConnection;
+pub(crate) use relaxed::{POSTGRES_RELAXED_ROW, RelaxedConnection};
 pub use staff::StaffRecord;
 pub use usage::UsageRow;
 pub use visits::VisitRequest;

@@ -16,13 +16,22 @@
 //! On SQLite the setting belongs to the connection, so it is restored before the connection goes
 //! back to the pool, and a connection that could not be restored (an error, a cancelled future) is
 //! closed. On PostgreSQL it is `SET LOCAL`, sent with the `BEGIN` in one round trip: it ends with
-//! the transaction, whatever happens to it, and nothing needs restoring.
+//! the transaction, whatever happens to it, and nothing needs restoring. A PostgreSQL write that is
+//! one statement needs no `BEGIN` at all: joined with [`POSTGRES_RELAXED_ROW`], it sets the same
+//! thing for its own implicit transaction.
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, Database, Postgres, Sqlite, Transaction};
 
 /// How a PostgreSQL relaxed transaction starts.
 const POSTGRES_RELAXED_BEGIN: &str = "BEGIN; SET LOCAL synchronous_commit TO OFF";
+
+/// A one-row relation to join into a PostgreSQL statement sent on its own (not inside `BEGIN`):
+/// it sets `synchronous_commit` to off for the statement's implicit transaction, whose commit then
+/// does not wait for the disk. (`set_config(.., true)` lasts until the transaction ends, and the
+/// commit reads the setting before that.) Volatile, so PostgreSQL evaluates it once per statement.
+pub(crate) const POSTGRES_RELAXED_ROW: &str =
+    "(SELECT set_config('synchronous_commit', 'off', true)) AS relaxed";
 
 /// A pooled connection whose commits do not wait for the disk (see the module documentation).
 pub(crate) struct RelaxedConnection<DB: Database> {
@@ -200,5 +209,44 @@ mod tests {
         drop(relaxed);
         assert_eq!(synchronous_commit(&pool).await, "on");
         assert_eq!(pool.size(), 1);
+    }
+
+    #[tokio::test]
+    async fn postgres_relaxed_row_relaxes_the_statement_that_joins_it_and_nothing_after() {
+        let Some(pool) = postgres_pool().await else {
+            return;
+        };
+        let mut conn = pool.acquire().await.unwrap();
+        sqlx::query("CREATE TEMPORARY TABLE relaxed_probe (id int PRIMARY KEY, n int)")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO relaxed_probe VALUES (1, 0)")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        // Inside an explicit transaction the setting stays visible after the statement: the
+        // relation was evaluated by an UPDATE that joins it (whose commit, on its own, reads it).
+        let mut tx = Connection::begin(&mut *conn).await.unwrap();
+        let updated = sqlx::query(&format!(
+            "UPDATE relaxed_probe SET n = n + 1 FROM {POSTGRES_RELAXED_ROW} WHERE id = 1"
+        ))
+        .execute(&mut *tx)
+        .await
+        .unwrap()
+        .rows_affected();
+        assert_eq!(updated, 1);
+        assert_eq!(synchronous_commit(&mut *tx).await, "off");
+        tx.commit().await.unwrap();
+        // Sent on its own, the statement is its own transaction: the setting ends with it.
+        let (n,): (i32,) = sqlx::query_as(&format!(
+            "WITH bumped AS (UPDATE relaxed_probe SET n = n + 1 WHERE id = 1 RETURNING n)
+             SELECT n FROM bumped, {POSTGRES_RELAXED_ROW}"
+        ))
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(synchronous_commit(&mut *conn).await, "on");
     }
 }

@@ -70,6 +70,7 @@ macro_rules! conformance {
 
 conformance!(
     subscribers_receive_the_events_of_their_topic_in_order,
+    events_published_together_arrive_in_order_after_earlier_ones,
     events_do_not_leak_across_topics,
     events_published_on_one_instance_reach_subscribers_on_another,
     a_subscriber_that_stops_reading_does_not_block_publishers,
@@ -103,6 +104,23 @@ async fn subscribers_receive_the_events_of_their_topic_in_order(backend: &Backen
             assert_eq!(next_event(subscription).await, json!({"n": n}));
         }
     }
+}
+
+async fn events_published_together_arrive_in_order_after_earlier_ones(backend: &Backend) {
+    let live = backend.instance().await;
+    let mut subscription = live.subscribe("conversation:1");
+    let mut other = live.subscribe("conversation:2");
+    live.publish("conversation:1", &json!({"n": 0}))
+        .await
+        .unwrap();
+    let together: Vec<Value> = (1..4).map(|n| json!({"n": n})).collect();
+    live.publish_all("conversation:1", &together).await.unwrap();
+    live.publish_all("conversation:1", &[]).await.unwrap();
+    for n in 0..4 {
+        assert_eq!(next_event(&mut subscription).await, json!({"n": n}));
+    }
+    assert_no_event(&mut subscription).await;
+    assert_no_event(&mut other).await;
 }
 
 async fn events_do_not_leak_across_topics(backend: &Backend) {

@@ -62,6 +62,7 @@ store_suite!(
     work_left_pending_is_found_for_recovery,
     reactions_are_recorded_but_need_no_reply,
     the_gate_sees_a_contacts_latest_inbound_message_across_its_conversations,
+    the_gate_reads_several_recipients_at_once_in_the_order_asked,
 );
 
 fn tenant() -> TenantId {
@@ -600,6 +601,81 @@ async fn the_gate_sees_a_contacts_latest_inbound_message_across_its_conversation
         .await
         .unwrap();
     assert_eq!(facts.last_inbound_at, None);
+}
+
+async fn the_gate_reads_several_recipients_at_once_in_the_order_asked(store: Store) {
+    use parley::consent::{ConsentAction, ConsentSource, NewConsentEvent};
+    use parley::store::GateFactsQuery;
+    // One contact who wrote at 1_000, one who wrote at 2_000 and then opted out.
+    let mut contacts = Vec::new();
+    for (address, wamid, at) in [
+        ("15550301", "wamid.M1", 1_000),
+        ("15550302", "wamid.M2", 2_000),
+    ] {
+        store
+            .record_inbound(&[text_from(address, wamid, at, "hi")], &[], at)
+            .await
+            .unwrap();
+        let id = ConversationId::derive(&tenant(), Channel::Whatsapp, address);
+        contacts.push(store.conversation(id).await.unwrap().unwrap().contact_id);
+    }
+    let (writes, stops) = (contacts[0], contacts[1]);
+    let stranger = parley::domain::ContactId(uuid::Uuid::new_v4());
+    let opt_out = NewConsentEvent {
+        tenant: tenant(),
+        contact: stops,
+        channel: Channel::Whatsapp,
+        action: ConsentAction::OptOut,
+        source: ConsentSource::Keyword,
+        proof: None,
+        detail: Some("STOP".into()),
+        at_ms: 2_001,
+    };
+    store.append_consent("stops", &opt_out).await.unwrap();
+
+    let tenant = tenant();
+    let ask = |subject, contact| GateFactsQuery {
+        tenant: &tenant,
+        subject,
+        contact,
+        channel: Channel::Whatsapp,
+        proactive_since: 0,
+    };
+    let asked = [
+        ask("stops", stops),
+        ask("nobody", stranger),
+        ask("writes", writes),
+        ask("stops", stops),
+    ];
+    let facts = store.gate_facts_many(&asked).await.unwrap();
+    let seen: Vec<_> = facts
+        .iter()
+        .map(|f| (f.latest_consent, f.last_inbound_at))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Some(ConsentAction::OptOut), Some(2_000)),
+            (None, None),
+            (None, Some(1_000)),
+            (Some(ConsentAction::OptOut), Some(2_000)),
+        ]
+    );
+    // More recipients than one statement takes: still one answer each, in order.
+    let many: Vec<_> = (0..150)
+        .map(|i| match i % 3 {
+            0 => ask("stops", stops),
+            1 => ask("nobody", stranger),
+            _ => ask("writes", writes),
+        })
+        .collect();
+    let facts = store.gate_facts_many(&many).await.unwrap();
+    assert_eq!(facts.len(), 150);
+    for (i, f) in facts.iter().enumerate() {
+        let expected = [Some(2_000), None, Some(1_000)][i % 3];
+        assert_eq!(f.last_inbound_at, expected, "recipient {i}");
+    }
+    assert!(store.gate_facts_many(&[]).await.unwrap().is_empty());
 }
 
 async fn reactions_are_recorded_but_need_no_reply(store: Store) {
