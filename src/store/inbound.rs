@@ -458,7 +458,8 @@ impl<'a> Outbox<'a> {
     }
 
     /// Either backend: the completion as a transaction of several statements, with the consent
-    /// event and the handoff it may carry. It commits without waiting for the disk.
+    /// event and the handoff it may carry. It commits without waiting for the disk: the sender's
+    /// durable claim on a reply comes before anything leaves (see `store::relaxed`).
     async fn in_transaction(&'a self, store: &Store) -> Result<bool, StoreError> {
         let (conversation, completion) = (self.conversation, self.completion);
         on_pool!(store, |pool, Db| {
