@@ -315,7 +315,7 @@ impl Store {
                 })
             })
             .collect::<Result<_, StoreError>>()?;
-        let outbox = Outbox {
+        let write = CompletionWrite {
             message: message.to_string(),
             conversation,
             conversation_id: conversation.id.to_string(),
@@ -329,20 +329,20 @@ impl Store {
             Store::Postgres(pool)
                 if completion.consent.is_none() && completion.handoff.is_none() =>
             {
-                let completed: i64 = outbox
+                let completed: i64 = write
                     .single_statement()
                     .build_query_scalar()
                     .fetch_one(pool)
                     .await?;
                 Ok(completed == 1)
             }
-            _ => outbox.in_transaction(self).await,
+            _ => write.in_transaction(self).await,
         }
     }
 }
 
 /// A completion being written: the inbound message it finishes and the replies it queues.
-struct Outbox<'a> {
+struct CompletionWrite<'a> {
     message: String,
     conversation: &'a ConversationRecord,
     conversation_id: String,
@@ -360,10 +360,10 @@ struct ReplyRow<'a> {
     content: String,
 }
 
-/// The outbox columns a reply fills, in the order [`Outbox::push_reply_rows`] binds them.
+/// The outbox columns a reply fills, in the order [`CompletionWrite::push_reply_rows`] binds them.
 const REPLY_COLUMNS: &str = "(id, tenant_id, conversation_id, channel, direction, author, kind, address, body, content, sent_at, intent, confidence, in_reply_to, part, purpose, gate_reason, error_detail, agent, confidence_factors, sources, status, status_rank, attempts, next_attempt_at, created_at, updated_at)";
 
-impl<'a> Outbox<'a> {
+impl<'a> CompletionWrite<'a> {
     fn processing(&self) -> &'static str {
         if self.completion.answered {
             "done"
