@@ -4,12 +4,19 @@
 //! - `<prefix>:q:stream`: a stream of announcements (`c` = conversation id), consumer group
 //!   `workers`. An entry stays pending with its consumer until the lease it produced finishes;
 //!   every acknowledgement also deletes the entry, so the stream holds only live work.
+//! - `<prefix>:q:queued:<conversation>`: set while the conversation has an announcement in the
+//!   stream that no worker has taken yet. A push finding it set adds nothing: like the in-process
+//!   queue, a conversation waits in the queue at most once, however many webhooks announce it
+//!   meanwhile (one visit reads all its pending messages). Taking the announcement clears it,
+//!   before the worker reads, so a message recorded after that is announced again. It carries a
+//!   TTL (`reclaim_idle`) as a safety net: if it ever outlived its entry, pushes would resume then.
 //! - `<prefix>:q:lock:<conversation>`: a hash `{t: token, d: dirty}` with a TTL, the
 //!   conversation's exclusive lock. The dirty mark lives inside the lock on purpose: it can
 //!   never outlive it, and when a holder dies the mark expires with the lock while the holder's
 //!   own pending entry (reclaimed after `reclaim_idle`) delivers the conversation again.
 //!
 //! Every step that decides something is one Lua script, so it is atomic:
+//! - push: for each conversation not already waiting, mark it waiting and add its announcement;
 //! - acquire: if the entry is still pending for us and the lock is free, take the lock; if
 //!   another holder has it, set its dirty mark and acknowledge the entry (coalesced);
 //! - renew: if the token still matches, extend the lock and reset the entry's idle time (so it
@@ -66,12 +73,27 @@ const PRUNE_AFTER_RECLAIMS: u64 = 4;
 /// Leases handed out but not yet taken; bounded by the number of waiting workers in practice.
 const CHANNEL_CAPACITY: usize = 1024;
 
-/// KEYS: lock, stream. ARGV: group, entry id, token, ttl ms, consumer.
+/// KEYS: stream, then each conversation's waiting mark. ARGV: mark ttl ms, then the conversation
+/// ids in the order of their marks. Returns how many announcements it added.
+const PUSH: &str = r"
+local added = 0
+for i = 2, #KEYS do
+  if redis.call('SET', KEYS[i], '1', 'NX', 'PX', ARGV[1]) then
+    redis.call('XADD', KEYS[1], '*', 'c', ARGV[i])
+    added = added + 1
+  end
+end
+return added
+";
+
+/// KEYS: lock, stream, waiting mark. ARGV: group, entry id, token, ttl ms, consumer.
 /// Returns 1 (acquired), 0 (held by another: marked dirty, entry acknowledged), 2 (the entry is
-/// no longer pending for this consumer: someone else has it, nothing to do).
+/// no longer pending for this consumer: someone else has it, nothing to do). Either of the first
+/// two takes the announcement, so the conversation is no longer waiting.
 const ACQUIRE: &str = r"
 local pending = redis.call('XPENDING', KEYS[2], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[5])
 if #pending == 0 then return 2 end
+redis.call('DEL', KEYS[3])
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 't', ARGV[3])
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
@@ -91,9 +113,9 @@ redis.call('XCLAIM', KEYS[2], ARGV[3], ARGV[4], 0, ARGV[5], 'JUSTID')
 return 1
 ";
 
-/// KEYS: lock, stream. ARGV: token, group, entry id, conversation, requeue (0 or 1).
-/// Returns 0 (another holder has the lock now: left alone), 1 (released), 2 (released and
-/// announced again).
+/// KEYS: lock, stream, waiting mark. ARGV: token, group, entry id, conversation, requeue (0 or
+/// 1), mark ttl ms. Returns 0 (another holder has the lock now: left alone), 1 (released), 2
+/// (released and announced again, unless an announcement already waits).
 const RELEASE: &str = r"
 local token = redis.call('HGET', KEYS[1], 't')
 if token and token ~= ARGV[1] then return 0 end
@@ -102,7 +124,9 @@ redis.call('DEL', KEYS[1])
 redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
 redis.call('XDEL', KEYS[2], ARGV[3])
 if dirty or ARGV[5] == '1' then
-  redis.call('XADD', KEYS[2], '*', 'c', ARGV[4])
+  if redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[6]) then
+    redis.call('XADD', KEYS[2], '*', 'c', ARGV[4])
+  end
   return 2
 end
 return 1
@@ -137,8 +161,10 @@ struct Core {
     conn: ConnectionManager,
     stream: String,
     lock_prefix: String,
+    queued_prefix: String,
     consumer: String,
     settings: QueueSettings,
+    push: Script,
     acquire: Script,
     renew: Script,
     release: Script,
@@ -177,6 +203,15 @@ impl Core {
         format!("{}{}", self.lock_prefix, conversation)
     }
 
+    fn queued_key(&self, conversation: ConversationId) -> String {
+        format!("{}{}", self.queued_prefix, conversation)
+    }
+
+    /// How long a waiting mark lives (see the module documentation).
+    fn queued_ttl(&self) -> String {
+        millis(self.settings.reclaim_idle).to_string()
+    }
+
     fn conn(&self) -> ConnectionManager {
         self.conn.clone()
     }
@@ -198,11 +233,13 @@ impl Core {
         self.release
             .key(self.lock_key(info.conversation))
             .key(&self.stream)
+            .key(self.queued_key(info.conversation))
             .arg(&info.token)
             .arg(GROUP)
             .arg(&info.entry_id)
             .arg(info.conversation.to_string())
             .arg(if requeue { "1" } else { "0" })
+            .arg(self.queued_ttl())
             .invoke_async(&mut self.conn())
             .await
     }
@@ -273,8 +310,10 @@ impl RedisQueue {
             conn,
             stream: format!("{key_prefix}:q:stream"),
             lock_prefix: format!("{key_prefix}:q:lock:"),
+            queued_prefix: format!("{key_prefix}:q:queued:"),
             consumer: consumer_name.to_owned(),
             settings,
+            push: Script::new(PUSH),
             acquire: Script::new(ACQUIRE),
             renew: Script::new(RENEW),
             release: Script::new(RELEASE),
@@ -308,17 +347,16 @@ impl RedisQueue {
         if conversations.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
+        let mut push = self.core.push.prepare_invoke();
+        push.key(&self.core.stream).arg(self.core.queued_ttl());
         for conversation in conversations {
-            pipe.cmd("XADD")
-                .arg(&self.core.stream)
-                .arg("*")
-                .arg(FIELD)
-                .arg(conversation.to_string())
-                .ignore();
+            push.key(self.core.queued_key(*conversation))
+                .arg(conversation.to_string());
         }
-        let () = pipe.query_async(&mut self.core.conn()).await?;
-        self.core.wake.notify_one();
+        let added: u64 = push.invoke_async(&mut self.core.conn()).await?;
+        if added > 0 {
+            self.core.wake.notify_one();
+        }
         Ok(())
     }
 
@@ -593,7 +631,11 @@ impl Dispatcher {
             .iter()
             .map(|c| {
                 (
-                    vec![self.core.lock_key(c.conversation), self.core.stream.clone()],
+                    vec![
+                        self.core.lock_key(c.conversation),
+                        self.core.stream.clone(),
+                        self.core.queued_key(c.conversation),
+                    ],
                     vec![
                         GROUP.to_owned(),
                         c.entry_id.clone(),

@@ -109,6 +109,7 @@ conformance!(
     a_conversation_is_never_held_twice_and_every_push_is_followed_by_a_delivery,
     different_conversations_are_held_at_once,
     a_push_during_a_lease_leads_to_one_more_delivery_after_it,
+    pushes_of_a_conversation_still_waiting_make_one_delivery,
     a_lease_dropped_without_finish_is_delivered_again,
     two_instances_share_the_work_without_overlap,
     depth_counts_announcements_waiting_for_a_worker,
@@ -281,6 +282,32 @@ async fn a_push_during_a_lease_leads_to_one_more_delivery_after_it(backend: &Bac
     assert_eq!(again.conversation(), a);
     again.finish().await.unwrap();
     assert_nothing_delivered(&queue, 300).await;
+}
+
+async fn pushes_of_a_conversation_still_waiting_make_one_delivery(backend: &Backend) {
+    let queue = backend.queue("one").await;
+    let (a, b) = (conversation(), conversation());
+    // Each webhook batch announces its conversations; a conversation no worker has taken yet
+    // waits once, however often it is announced (its visit reads every pending message).
+    queue.push(&[a]).await.unwrap();
+    queue.push(&[a, b]).await.unwrap();
+    queue.push(&[a]).await.unwrap();
+    assert_eq!(queue.depth().await.unwrap(), 2);
+    let first = next_within(&queue, 5).await;
+    let second = next_within(&queue, 5).await;
+    let held: HashSet<_> = [first.conversation(), second.conversation()].into();
+    assert_eq!(held, HashSet::from([a, b]));
+    assert_nothing_delivered(&queue, 300).await;
+
+    // Once taken, it is announced again: a message recorded now may come after the worker read.
+    queue.push(&[a]).await.unwrap();
+    first.finish().await.unwrap();
+    second.finish().await.unwrap();
+    let again = next_within(&queue, 5).await;
+    assert_eq!(again.conversation(), a);
+    again.finish().await.unwrap();
+    assert_nothing_delivered(&queue, 300).await;
+    assert_eq!(queue.depth().await.unwrap(), 0);
 }
 
 async fn a_lease_dropped_without_finish_is_delivered_again(backend: &Backend) {
