@@ -44,6 +44,10 @@ pub use staff::StaffRecord;
 pub use usage::UsageRow;
 pub use visits::VisitRequest;
 
+/// A PostgreSQL connection idle at least this long is pinged before it is used again; one used
+/// more recently was pinged when it came back to the pool.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// Errors from the record store. Callers log them; HTTP answers 503 without details.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -130,6 +134,18 @@ impl Store {
         let pool = PgPoolOptions::new()
             .max_connections(32)
             .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings a connection when it goes back to the pool; the default second ping
+            // when it is taken again made every statement three round trips. Only a connection
+            // that sat idle long enough for the server to have gone away is pinged now.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_AFTER_IDLE {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;

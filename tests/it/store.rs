@@ -754,3 +754,122 @@ async fn planner_statistics_follow_a_burst_of_writes_on_postgres() {
         "nothing changed since: {again:?}"
     );
 }
+
+/// Server-side ids of every connection the pool holds now (all taken at once, then returned).
+async fn pooled_backends(pool: &sqlx::PgPool) -> Vec<i32> {
+    let mut held = Vec::new();
+    for _ in 0..pool.size() {
+        held.push(pool.acquire().await.unwrap());
+    }
+    let mut pids = Vec::new();
+    for conn in &mut held {
+        let (pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+            .fetch_one(&mut **conn)
+            .await
+            .unwrap();
+        pids.push(pid);
+    }
+    pids
+}
+
+/// Ends those backends from outside the pool, as a PostgreSQL restart or a failover would, and
+/// waits until the server has let them go.
+async fn drop_backends(url: &str, pids: &[i32]) {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
+    for pid in pids {
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (left,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)")
+                .bind(pids)
+                .fetch_one(&mut admin)
+                .await
+                .unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "backends linger");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Pooled connections are not pinged before every use (that was a round trip per statement),
+/// yet losing them to the server costs nothing once they sat idle a second: they are checked
+/// first and replaced. A connection lost right after its last use fails one statement, which
+/// the caller sees as an error (a webhook answers 503 and is redelivered): nothing is recorded
+/// twice or lost.
+#[tokio::test]
+async fn postgres_store_carries_on_after_the_server_drops_its_connections() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let store = Store::open_postgres(&url, Some(&common::unique_name("store")))
+        .await
+        .unwrap();
+    let Store::Postgres(pool) = &store else {
+        unreachable!("opened PostgreSQL")
+    };
+    let record = |wamid: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .record_inbound(
+                    &[text_from("+919800000001", wamid, 1_000, "hi")],
+                    &[],
+                    1_000,
+                )
+                .await
+        }
+    };
+    record("wamid.before").await.unwrap();
+
+    // Idle past the check: the lost connections are found out before use.
+    let lost = pooled_backends(pool).await;
+    assert!(!lost.is_empty());
+    drop_backends(&url, &lost).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let outcome = record("wamid.after-idle").await.unwrap();
+    assert_eq!(outcome.inserted.len(), 1);
+    let now = pooled_backends(pool).await;
+    assert!(
+        now.iter().all(|pid| !lost.contains(pid)),
+        "{now:?} reuses {lost:?}"
+    );
+
+    // Lost right after use: each lost connection fails at most one statement, whenever it is
+    // next taken (a webhook would answer 503 and be redelivered); the delivery and its
+    // redelivery are then recorded once.
+    let lost = pooled_backends(pool).await;
+    drop_backends(&url, &lost).await;
+    let mut failures = 0;
+    let mut outcomes = Vec::new();
+    while outcomes.len() < 2 {
+        match record("wamid.right-after").await {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(_) => failures += 1,
+        }
+        assert!(
+            failures <= lost.len(),
+            "{failures} failures with {} lost connections",
+            lost.len()
+        );
+    }
+    assert_eq!(outcomes[0].inserted.len(), 1);
+    assert!(
+        outcomes[1].inserted.is_empty(),
+        "a redelivery is a duplicate"
+    );
+    let (recorded,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM messages WHERE direction = 'inbound'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(recorded, 3);
+}
