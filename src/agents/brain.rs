@@ -216,10 +216,76 @@ fn unwrap_lines(text: &str) -> String {
     out.replace("**", "").replace("__", "")
 }
 
+/// The cells of a Markdown table line (`| a | b |`), or `None` for any other line.
+fn table_cells(line: &str) -> Option<Vec<&str>> {
+    let inner = line.trim().strip_prefix('|')?;
+    let inner = inner.strip_suffix('|').unwrap_or(inner);
+    Some(inner.split('|').map(str::trim).collect())
+}
+
+/// Whether table cells are a header's separator (`|---|:--:|`).
+fn is_separator(cells: &[&str]) -> bool {
+    cells
+        .iter()
+        .all(|c| !c.is_empty() && c.chars().all(|ch| matches!(ch, '-' | ':')))
+}
+
+/// Markdown table rows as sentences a prospect can read: under a header `| Home | Carpet area |
+/// Starting price |`, the row `| 2 BHK | 742 sq ft | ₹1.12 Cr |` reads "2 BHK: carpet area 742
+/// sq ft, starting price ₹1.12 Cr." (a row without a header in view: its cells joined by
+/// commas). Header lines stay as they are (they name what the rows hold, context for the
+/// search); separators go; other lines are untouched.
+fn render_tables(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::with_capacity(lines.len());
+    let mut header: Option<Vec<String>> = None;
+    for (i, line) in lines.iter().enumerate() {
+        let Some(cells) = table_cells(line) else {
+            header = None;
+            out.push((*line).to_owned());
+            continue;
+        };
+        if is_separator(&cells) {
+            continue;
+        }
+        let next_is_separator = lines
+            .get(i + 1)
+            .and_then(|next| table_cells(next))
+            .is_some_and(|next| is_separator(&next));
+        if next_is_separator {
+            header = Some(cells.iter().map(|c| c.to_lowercase()).collect());
+            out.push((*line).to_owned());
+            continue;
+        }
+        let subject = cells.first().copied().unwrap_or_default();
+        let described: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter(|(_, value)| !value.is_empty())
+            .map(
+                |(column, value)| match header.as_ref().and_then(|h| h.get(column)) {
+                    Some(name) if !name.is_empty() => format!("{name} {value}"),
+                    _ => (*value).to_owned(),
+                },
+            )
+            .collect();
+        let sentence = match (subject.is_empty(), described.is_empty()) {
+            (true, true) => continue,
+            (true, false) => described.join(", "),
+            (false, true) => subject.to_owned(),
+            (false, false) => format!("{subject}: {}", described.join(", ")),
+        };
+        // As a list item, so that each row stays a line of its own.
+        out.push(format!("- {}.", sentence.trim_end_matches('.')));
+    }
+    out.join("\n")
+}
+
 fn split_sentences(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
-    let text = unwrap_lines(text);
+    let text = unwrap_lines(&render_tables(text));
     let chars: Vec<char> = text.chars().collect();
     for (i, c) in chars.iter().enumerate() {
         current.push(*c);
@@ -526,6 +592,37 @@ mod tests {
         let answer = extract_answer("Do you allow pets in the swimming pool?", &passages, 2);
         assert!(answer.is_none_or(|a| a.coverage < 0.5));
         assert!(extract_answer("hello", &[], 2).is_none());
+    }
+
+    #[test]
+    fn table_rows_read_as_sentences_named_by_their_header() {
+        let text = "Starting prices:\n\n| Home | Carpet area | Starting price |\n|---|:---:|---|\n\
+                    | 2 BHK | 742 sq ft | ₹1.12 Cr |\n| 3 BHK | | ₹1.58 Cr |\n\nFloor rise is extra.";
+        assert_eq!(
+            split_sentences(text),
+            [
+                "Starting prices:",
+                "Home | Carpet area | Starting price |",
+                "2 BHK: carpet area 742 sq ft, starting price ₹1.12 Cr.",
+                "3 BHK: starting price ₹1.58 Cr.",
+                "Floor rise is extra.",
+            ]
+        );
+        // Rows cut from their header (a chunk that starts mid-table) keep their cells.
+        assert_eq!(
+            split_sentences("| 4 BHK | 2,050 sq ft | ₹2.95 Cr |"),
+            ["4 BHK: 2,050 sq ft, ₹2.95 Cr."]
+        );
+        let passages = [passage(
+            "c1",
+            "| Home | Carpet area | Starting price |\n|---|---|---|\n| 2 BHK | 742 sq ft | ₹1.12 Cr |\n| 3 BHK | 1,085 sq ft | ₹1.58 Cr |",
+            "Skyline Meadows",
+        )];
+        let answer = extract_answer("What is the price of a 3 BHK?", &passages, 1).unwrap();
+        assert_eq!(
+            answer.text,
+            "3 BHK: carpet area 1,085 sq ft, starting price ₹1.58 Cr."
+        );
     }
 
     #[test]
