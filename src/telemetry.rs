@@ -1,5 +1,8 @@
 //! Tracing setup: human-readable lines by default, JSON lines with `PARLEY_LOG_FORMAT=json`.
 //! Filtering follows `RUST_LOG` (default `info`). Log ids, never personal data or secrets.
+//! The spans around data access (store, leads, memory, queue, knowledge) are at `debug`: there
+//! are several per message, and at `info` each was formatted when it opened, for nothing unless
+//! an event inside it was logged (`RUST_LOG=info,parley=debug` shows them).
 
 use tracing_subscriber::EnvFilter;
 

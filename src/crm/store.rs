@@ -66,7 +66,7 @@ const RETURNING: &str =
 
 impl Store {
     /// Claims up to `limit` due jobs (at most one per lead and adapter) for `lease_ms`.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn claim_crm_jobs(
         &self,
         now: i64,

@@ -34,7 +34,7 @@ pub struct Passage {
 impl Knowledge {
     /// The `limit` passages of `tenant`'s knowledge that best match `query`; with `tags`, only
     /// documents carrying at least one of them.
-    #[tracing::instrument(skip_all, fields(tenant.id = %tenant, limit))]
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant.id = %tenant, limit))]
     pub async fn search(
         &self,
         tenant: &TenantId,
@@ -57,7 +57,7 @@ impl Knowledge {
             Some(embedder) => match embedder.embed_one(query).await {
                 Ok(vector) => Some(vector),
                 Err(err) => {
-                    tracing::warn!(error = %err, "query embedding failed; searching with BM25 only");
+                    tracing::warn!(tenant.id = %tenant, error = %err, "query embedding failed; searching with BM25 only");
                     None
                 }
             },

@@ -176,7 +176,7 @@ fn placeholders(first: usize, n: usize) -> String {
 
 /// Takes the next version number of the tenant's document `name`, creating the document when
 /// it is new (status `processing`, nothing live).
-#[tracing::instrument(skip_all, fields(tenant.id = tenant))]
+#[tracing::instrument(level = "debug", skip_all, fields(tenant.id = tenant))]
 pub async fn claim_version(
     store: &Store,
     tenant: &str,
@@ -227,7 +227,7 @@ pub async fn claim_version(
 const CHUNK_INSERT_ROWS: usize = 500;
 
 /// Stores the chunks of a version that is not live yet. Identical chunks are stored once.
-#[tracing::instrument(skip_all, fields(document.id = %document_id, version, chunks = chunks.len()))]
+#[tracing::instrument(level = "debug", skip_all, fields(document.id = %document_id, version, chunks = chunks.len()))]
 pub async fn insert_chunks(
     store: &Store,
     tenant: &str,
@@ -279,7 +279,7 @@ pub struct Publication<'a> {
 
 /// Makes `version` live in one statement unless a newer one already is, and deletes the chunks it
 /// replaces (or its own, when it lost to a newer one). Returns `(published, removed chunk ids)`.
-#[tracing::instrument(skip_all, fields(document.id = %publication.document_id, version = publication.version))]
+#[tracing::instrument(level = "debug", skip_all, fields(document.id = %publication.document_id, version = publication.version))]
 pub async fn publish_version(
     store: &Store,
     publication: &Publication<'_>,
@@ -330,7 +330,7 @@ pub async fn publish_version(
 
 /// Abandons a version: deletes its chunks and records the error on the document (which is
 /// `failed` only when no version is live). Returns the deleted chunk ids.
-#[tracing::instrument(skip_all, fields(document.id = %document_id, version))]
+#[tracing::instrument(level = "debug", skip_all, fields(document.id = %document_id, version))]
 pub async fn fail_version(
     store: &Store,
     document_id: Uuid,
@@ -397,7 +397,7 @@ pub async fn get_document(
 
 /// Deletes a document and its chunks in one transaction; `None` when the tenant has no such
 /// document, else the deleted chunk ids.
-#[tracing::instrument(skip_all, fields(document.id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(document.id = %id))]
 pub async fn delete_document(
     store: &Store,
     tenant: &str,

@@ -118,7 +118,7 @@ pub struct LeadChange<'a> {
 
 impl Store {
     /// One lead.
-    #[tracing::instrument(skip_all, fields(lead.id = %id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(lead.id = %id))]
     pub async fn lead(&self, id: LeadId) -> Result<Option<LeadRecord>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM leads WHERE id = $1");
         let row: Option<LeadRow> = on_pool!(self, |pool, Db| {
@@ -131,7 +131,7 @@ impl Store {
     }
 
     /// The lead of a contact.
-    #[tracing::instrument(skip_all, fields(contact.id = %contact))]
+    #[tracing::instrument(level = "debug", skip_all, fields(contact.id = %contact))]
     pub async fn lead_by_contact(
         &self,
         contact: ContactId,
@@ -147,7 +147,7 @@ impl Store {
     }
 
     /// The oldest lead of a tenant with this email or this phone (deduplication).
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn lead_by_email_or_phone(
         &self,
         tenant: &TenantId,
@@ -202,7 +202,7 @@ impl Store {
 
     /// Leads matching `filter` (tier, the contact's channel, last change, and a search over the
     /// name, email and phone facts and the contact's name and address), highest score first.
-    #[tracing::instrument(skip_all, fields(limit = filter.limit))]
+    #[tracing::instrument(level = "debug", skip_all, fields(limit = filter.limit))]
     pub async fn search_leads(
         &self,
         filter: &crate::store::ListFilter,
@@ -284,7 +284,7 @@ impl Store {
 
     /// Saves a change with its history and CRM jobs, atomically. Returns `false` (saving
     /// nothing) when the stored version is not the one the change was built on.
-    #[tracing::instrument(skip_all, fields(lead.id = %change.lead.id, lead.version = change.lead.version, jobs = change.jobs.len()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(lead.id = %change.lead.id, lead.version = change.lead.version, jobs = change.jobs.len()))]
     pub async fn save_lead_change(&self, change: &LeadChange<'_>) -> Result<bool, StoreError> {
         let lead = change.lead;
         let facts = to_json(&lead.facts)?;

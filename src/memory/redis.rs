@@ -62,7 +62,7 @@ impl RedisMemory {
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, fields(conversation.id = %conversation))]
+    #[tracing::instrument(level = "debug", skip_all, fields(conversation.id = %conversation))]
     pub(super) async fn append_all(
         &self,
         conversation: ConversationId,
@@ -112,7 +112,7 @@ impl RedisMemory {
         Ok(self.conn.clone().get(&keys.summary).await?)
     }
 
-    #[tracing::instrument(skip_all, fields(conversation.id = %conversation))]
+    #[tracing::instrument(level = "debug", skip_all, fields(conversation.id = %conversation))]
     pub(super) async fn set_summary(
         &self,
         conversation: ConversationId,
@@ -132,7 +132,7 @@ impl RedisMemory {
         Ok(self.conn.clone().hgetall(&keys.facts).await?)
     }
 
-    #[tracing::instrument(skip_all, fields(conversation.id = %conversation))]
+    #[tracing::instrument(level = "debug", skip_all, fields(conversation.id = %conversation))]
     pub(super) async fn set_fact(
         &self,
         conversation: ConversationId,
@@ -145,7 +145,7 @@ impl RedisMemory {
         self.write(&keys, &mut pipe).await
     }
 
-    #[tracing::instrument(skip_all, fields(conversation.id = %conversation))]
+    #[tracing::instrument(level = "debug", skip_all, fields(conversation.id = %conversation))]
     pub(super) async fn forget(&self, conversation: ConversationId) -> Result<(), MemoryError> {
         let keys = self.keys(conversation);
         let () = self

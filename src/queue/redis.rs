@@ -342,7 +342,7 @@ impl RedisQueue {
         })
     }
 
-    #[tracing::instrument(skip_all, fields(conversations = conversations.len()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(conversations = conversations.len()))]
     pub(super) async fn push(&self, conversations: &[ConversationId]) -> Result<(), QueueError> {
         if conversations.is_empty() {
             return Ok(());

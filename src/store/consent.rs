@@ -184,7 +184,7 @@ impl Store {
     }
 
     /// Appends one event to the ledger.
-    #[tracing::instrument(skip_all, fields(action = event.action.as_str(), source = event.source.as_str()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(action = event.action.as_str(), source = event.source.as_str()))]
     pub async fn append_consent(
         &self,
         subject: &str,

@@ -9,7 +9,7 @@ const MESSAGE_COLUMNS: &str = "id, conversation_id, direction, author, kind, bod
 
 impl Store {
     /// One conversation with its contact.
-    #[tracing::instrument(skip_all, fields(conversation.id = %id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(conversation.id = %id))]
     pub async fn conversation(
         &self,
         id: ConversationId,

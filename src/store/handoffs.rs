@@ -204,7 +204,7 @@ impl Store {
     }
 
     /// Whether the conversation was ever handed off for `reason` (open or not).
-    #[tracing::instrument(skip_all, fields(conversation.id = %conversation))]
+    #[tracing::instrument(level = "debug", skip_all, fields(conversation.id = %conversation))]
     pub async fn was_handed_off_for(
         &self,
         conversation: ConversationId,

@@ -112,7 +112,7 @@ struct Prepared<'a> {
 impl Store {
     /// Records a webhook's messages and statuses in one transaction. A message already recorded
     /// (same tenant, channel and provider id) is counted as a duplicate and left alone.
-    #[tracing::instrument(skip_all, fields(messages = messages.len(), statuses = statuses.len()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(messages = messages.len(), statuses = statuses.len()))]
     pub async fn record_inbound(
         &self,
         messages: &[InboundMessage],
@@ -174,7 +174,7 @@ impl Store {
     }
 
     /// The conversation's messages that wait for a worker, oldest first.
-    #[tracing::instrument(skip_all, fields(conversation.id = %conversation))]
+    #[tracing::instrument(level = "debug", skip_all, fields(conversation.id = %conversation))]
     pub async fn pending_inbound(
         &self,
         conversation: ConversationId,
@@ -222,7 +222,7 @@ impl Store {
     /// Marks an inbound message handled and writes its replies to the outbox, atomically.
     /// Returns `false` (writing nothing) when the message was already handled: a second worker
     /// or a replay after a crash can never add a second reply.
-    #[tracing::instrument(skip_all, fields(message.id = %message, replies = completion.replies.len()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(message.id = %message, replies = completion.replies.len()))]
     pub async fn complete_inbound(
         &self,
         message: MessageId,

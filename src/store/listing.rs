@@ -101,7 +101,7 @@ struct ListingRow {
 
 impl Store {
     /// Conversations matching `filter`, most recently active first.
-    #[tracing::instrument(skip_all, fields(limit = filter.limit))]
+    #[tracing::instrument(level = "debug", skip_all, fields(limit = filter.limit))]
     pub async fn search_conversations(
         &self,
         filter: &ListFilter,

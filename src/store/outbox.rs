@@ -155,7 +155,7 @@ const CLAIM_RETURNING: &str = " RETURNING id, tenant_id, conversation_id, channe
 
 impl Store {
     /// Claims up to `limit` due outbound messages (at most one per conversation) for `lease_ms`.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn claim_outbound(
         &self,
         now: i64,
@@ -243,7 +243,7 @@ impl Store {
 
     /// [`Store::mark_sent`] for several messages in one transaction: the sender records a
     /// round of sends with one commit rather than one each.
-    #[tracing::instrument(skip_all, fields(messages = accepted.len()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(messages = accepted.len()))]
     pub async fn mark_sent_many(&self, accepted: &[Accepted], now: i64) -> Result<(), StoreError> {
         if accepted.is_empty() {
             return Ok(());
