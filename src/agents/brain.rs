@@ -234,7 +234,9 @@ fn is_separator(cells: &[&str]) -> bool {
 /// Starting price |`, the row `| 2 BHK | 742 sq ft | ₹1.12 Cr |` reads "2 BHK: carpet area 742
 /// sq ft, starting price ₹1.12 Cr." (a row without a header in view: its cells joined by
 /// commas). Header lines stay as they are (they name what the rows hold, context for the
-/// search); separators go; other lines are untouched.
+/// search); separators go; other lines are untouched. Read line by line rather than through
+/// pulldown-cmark: a chunk can start mid-table, without the header and separator a Markdown
+/// parser needs before it sees a table at all.
 fn render_tables(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::with_capacity(lines.len());
