@@ -2,7 +2,7 @@
 //! pending messages to workers in order, and completing a message together with its replies in
 //! one transaction (the transactional outbox).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use sqlx::QueryBuilder;
 
@@ -470,10 +470,8 @@ fn postgres_insert_batch<'q>(
     prepared: &'q [Prepared<'q>],
     now: i64,
 ) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, String, sqlx::postgres::PgArguments> {
-    let mut contacts: Vec<&Prepared> = distinct_by(prepared, |p| &p.contact_id);
-    contacts.sort_unstable_by(|a, b| a.contact_id.cmp(&b.contact_id));
-    let mut conversations: Vec<&Prepared> = distinct_by(prepared, |p| &p.conversation_id);
-    conversations.sort_unstable_by(|a, b| a.conversation_id.cmp(&b.conversation_id));
+    let contacts = distinct_in_key_order(prepared, |p| &p.contact_id);
+    let conversations = distinct_in_key_order(prepared, |p| &p.conversation_id);
     let column = |rows: &[&'q Prepared<'q>], value: fn(&'q Prepared<'q>) -> &'q str| {
         rows.iter().map(|p| value(p)).collect::<Vec<&str>>()
     };
@@ -541,13 +539,17 @@ fn postgres_insert_batch<'q>(
     .bind(all.iter().map(|p| p.referral.as_deref()).collect::<Vec<_>>())
 }
 
-/// The rows whose `key` is seen for the first time, in batch order.
-fn distinct_by<'q>(
+/// The first row of each `key`, in `key` order: the order in which concurrent batches take their
+/// row locks, so they never wait on each other in a cycle.
+fn distinct_in_key_order<'q>(
     prepared: &'q [Prepared<'q>],
     key: impl Fn(&'q Prepared<'q>) -> &'q String,
 ) -> Vec<&'q Prepared<'q>> {
-    let mut seen = HashSet::new();
-    prepared.iter().filter(|p| seen.insert(key(p))).collect()
+    let mut first = BTreeMap::new();
+    for p in prepared {
+        first.entry(key(p)).or_insert(p);
+    }
+    first.into_values().collect()
 }
 
 /// The outcome of inserting `prepared`, given the ids the insert returned.
@@ -580,8 +582,7 @@ async fn sqlite_record_batch(
     let mut outcome = RecordOutcome::default();
     for chunk in prepared.chunks(ROWS_PER_STATEMENT) {
         // In id order, like PostgreSQL's, though SQLite has one writer at a time.
-        let mut contacts = distinct_by(chunk, |p| &p.contact_id);
-        contacts.sort_unstable_by(|a, b| a.contact_id.cmp(&b.contact_id));
+        let contacts = distinct_in_key_order(chunk, |p| &p.contact_id);
         let mut insert = QueryBuilder::<Db>::new(
             "INSERT INTO contacts (id, tenant_id, channel, address, display_name, created_at, updated_at) ",
         );
@@ -597,8 +598,7 @@ async fn sqlite_record_batch(
         insert.push(" ON CONFLICT DO NOTHING");
         insert.build().execute(&mut *tx).await?;
 
-        let mut conversations = distinct_by(chunk, |p| &p.conversation_id);
-        conversations.sort_unstable_by(|a, b| a.conversation_id.cmp(&b.conversation_id));
+        let conversations = distinct_in_key_order(chunk, |p| &p.conversation_id);
         let mut insert = QueryBuilder::<Db>::new(
             "INSERT INTO conversations (id, tenant_id, contact_id, channel, thread, state, created_at, updated_at) ",
         );
