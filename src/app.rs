@@ -27,7 +27,7 @@ use crate::domain::{Clock, SystemClock, TenantId};
 use crate::llm::{IntentCatalog, IntentClassifier, IntentDetector, LlmClient, LlmSettings};
 use crate::memory::{Memory, MemorySettings};
 use crate::metrics::Metrics;
-use crate::pipeline::{self, Recorder};
+use crate::pipeline::{self, Completer, Recorder};
 use crate::queue::{QueueSettings, WorkQueue};
 use crate::store::Store;
 
@@ -59,6 +59,8 @@ pub struct AppState {
     pub unsubscribe: crate::channels::email::UnsubscribeKey,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// Writes workers' completions, many in one commit.
+    pub completer: Completer,
     /// Lead facts, scores and temperature.
     pub leads: crate::leads::Leads,
     /// The CRM outbox's delivery side.
@@ -113,7 +115,7 @@ impl Default for BuildOptions {
 pub struct App {
     state: Arc<AppState>,
     listener: TcpListener,
-    /// The recorder, stopped last (aborted if the application is dropped).
+    /// The recorder and the completer, stopped last (aborted if the application is dropped).
     recorder: JoinSet<()>,
     /// Workers, sender and recovery (aborted if the application is dropped).
     tasks: JoinSet<()>,
@@ -257,6 +259,8 @@ impl App {
             options.clock.clone(),
         );
         recorder_task.spawn(task);
+        let (completer, task) = Completer::new(store.clone());
+        recorder_task.spawn(task);
 
         tracing::info!(
             store = store.backend_name(),
@@ -314,6 +318,7 @@ impl App {
             waha: crate::channels::waha::WahaClient::new(),
             metrics,
             recorder,
+            completer,
             leads,
             crm,
             knowledge,
@@ -395,7 +400,8 @@ impl App {
                 }
             }
         }
-        // Every request has been answered, so nothing is waiting on the recorder.
+        // Every request has been answered and every worker has stopped, so nothing is waiting
+        // on the recorder or the completer.
         self.recorder.abort_all();
         let state = self.state;
         state.store.close().await;

@@ -120,9 +120,9 @@ async fn handle_message(
 ) -> anyhow::Result<bool> {
     let completion = decide(state, conversation, &message).await?;
     let now = state.clock.now_ms();
-    let committed = state
-        .store
-        .complete_inbound(message.id, conversation, &completion, now)
+    let (committed, completion) = state
+        .completer
+        .complete(message.id, conversation, completion, now)
         .await?;
     if !committed {
         // Another worker (or an earlier life of this one) already answered it.

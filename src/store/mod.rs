@@ -8,6 +8,7 @@
 //! once instead of failing a lock upgrade.
 
 mod channels;
+mod completion;
 mod consent;
 mod conversations;
 mod handoffs;
@@ -31,10 +32,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use channels::{EmailRecord, SessionState};
+pub use completion::{AgentMeta, BatchedCompletion, Completion, LedgerEntry, NewReply};
 pub use consent::{ConsentExportRow, ContactRecord, GateFactsQuery, GateFactsRow, NewOutbound};
 pub(crate) use handoffs::insert_handoff;
 pub use handoffs::{ClaimOutcome, HandoffRecord, NewHandoff};
-pub use inbound::{AgentMeta, Completion, Inserted, LedgerEntry, NewReply, RecordOutcome};
+pub use inbound::{Inserted, RecordOutcome};
 pub use listing::{ConversationListing, ListFilter};
 pub use maintenance::MaintenanceReport;
 pub use outbox::{Accepted, OutboundJob, SendFailure};

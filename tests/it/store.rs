@@ -6,7 +6,7 @@ use parley::domain::{
     Channel, ConversationId, DeliveryStatus, InboundMessage, MessageContent, MessageId,
     ProviderError, ProviderMessageId, StatusUpdate, TenantId,
 };
-use parley::store::{Accepted, Completion, NewReply, SendFailure, Store};
+use parley::store::{Accepted, BatchedCompletion, Completion, NewReply, SendFailure, Store};
 
 use crate::common;
 
@@ -52,6 +52,7 @@ store_suite!(
     recording_the_same_provider_message_twice_keeps_one,
     pending_messages_come_oldest_first,
     completing_a_message_twice_writes_its_replies_once,
+    a_batch_of_completions_writes_each_ones_replies_once_and_in_order,
     only_the_oldest_queued_reply_of_a_conversation_is_claimed,
     a_reply_held_for_quiet_hours_does_not_hold_back_the_next_one,
     a_claimed_reply_is_not_claimed_again_until_its_lease_expires,
@@ -242,6 +243,150 @@ async fn completing_a_message_twice_writes_its_replies_once(store: Store) {
     assert_eq!(bot.len(), 1);
     assert_eq!(bot[0].text.as_deref(), Some("₹1.12 Cr"));
     assert_eq!(bot[0].status, "queued");
+}
+
+/// Several workers' completions written together (the completer's batch): each message is
+/// completed exactly as on its own, with its own time, its replies in part order, its
+/// agent's record, and nothing written for a message already handled.
+async fn a_batch_of_completions_writes_each_ones_replies_once_and_in_order(store: Store) {
+    let senders = ["15550031", "15550032", "15550033", "15550034"];
+    let inbound: Vec<_> = senders
+        .iter()
+        .enumerate()
+        .map(|(n, sender)| text_from(sender, &format!("wamid.batch{n}"), 1_000, "price?"))
+        .collect();
+    store.record_inbound(&inbound, &[], 1).await.unwrap();
+    let mut conversations = Vec::new();
+    for sender in senders {
+        let id = ConversationId::derive(&tenant(), Channel::Whatsapp, sender);
+        let record = store.conversation(id).await.unwrap().unwrap();
+        let pending = store.pending_inbound(id, 10).await.unwrap();
+        assert_eq!(pending.len(), 1);
+        conversations.push((record, pending[0].id));
+    }
+    let mut two_parts = reply("Part one");
+    two_parts.replies.push(NewReply {
+        id: MessageId::new(),
+        text: "Part two".to_owned(),
+        purpose: Purpose::Reply,
+        blocked: None,
+    });
+    two_parts.agent = Some(parley::store::AgentMeta {
+        agent: "pricing".to_owned(),
+        factors: serde_json::json!({"confidence": 0.8}),
+        sources: serde_json::json!([{"id": "price-list"}]),
+    });
+    let single = reply("Only part");
+    let unanswered = Completion {
+        answered: false,
+        intent: None,
+        confidence: None,
+        replies: Vec::new(),
+        consent: None,
+        handoff: None,
+        agent: None,
+    };
+    let batch: Vec<BatchedCompletion> = [&two_parts, &single, &unanswered]
+        .into_iter()
+        .zip(&conversations)
+        .enumerate()
+        .map(|(n, (completion, (record, message)))| BatchedCompletion {
+            message: *message,
+            conversation: record,
+            completion,
+            now: 5_000 + n as i64,
+        })
+        .collect();
+    assert_eq!(
+        store.complete_inbound_batch(&batch).await.unwrap(),
+        [true, true, true]
+    );
+
+    let bot_texts = |messages: &[parley::store::MessageRecord]| -> Vec<String> {
+        messages
+            .iter()
+            .filter(|m| m.author == parley::domain::Author::Bot)
+            .map(|m| m.text.clone().unwrap_or_default())
+            .collect()
+    };
+    let first = store
+        .list_messages(conversations[0].0.id, 100)
+        .await
+        .unwrap();
+    assert_eq!(bot_texts(&first), ["Part one", "Part two"]);
+    let first_reply = first
+        .iter()
+        .find(|m| m.author == parley::domain::Author::Bot)
+        .unwrap();
+    assert_eq!(first_reply.status, "queued");
+    assert_eq!(first_reply.created_at, 5_000);
+    assert_eq!(first_reply.agent.as_deref(), Some("pricing"));
+    assert_eq!(first_reply.intent.as_deref(), Some("pricing"));
+    let inbound_first = first
+        .iter()
+        .find(|m| m.author == parley::domain::Author::Prospect)
+        .unwrap();
+    assert_eq!(inbound_first.intent.as_deref(), Some("pricing"));
+    assert_eq!(inbound_first.updated_at, 5_000);
+    let second = store
+        .list_messages(conversations[1].0.id, 100)
+        .await
+        .unwrap();
+    assert_eq!(bot_texts(&second), ["Only part"]);
+    let third = store
+        .list_messages(conversations[2].0.id, 100)
+        .await
+        .unwrap();
+    assert!(bot_texts(&third).is_empty());
+    for (n, (record, _)) in conversations.iter().take(3).enumerate() {
+        assert!(
+            store
+                .pending_inbound(record.id, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let touched = store.conversation(record.id).await.unwrap().unwrap();
+        assert_eq!(touched.updated_at, 5_000 + n as i64);
+    }
+
+    // The same message again (a worker whose lease ran out) beside one still pending.
+    let again = reply("Again");
+    let fourth = reply("Fourth");
+    let batch = [
+        BatchedCompletion {
+            message: conversations[0].1,
+            conversation: &conversations[0].0,
+            completion: &again,
+            now: 6_000,
+        },
+        BatchedCompletion {
+            message: conversations[3].1,
+            conversation: &conversations[3].0,
+            completion: &fourth,
+            now: 6_001,
+        },
+    ];
+    assert_eq!(
+        store.complete_inbound_batch(&batch).await.unwrap(),
+        [false, true]
+    );
+    let first = store
+        .list_messages(conversations[0].0.id, 100)
+        .await
+        .unwrap();
+    assert_eq!(bot_texts(&first), ["Part one", "Part two"]);
+    let fourth = store
+        .list_messages(conversations[3].0.id, 100)
+        .await
+        .unwrap();
+    assert_eq!(bot_texts(&fourth), ["Fourth"]);
+
+    // The sender takes each conversation's oldest reply first.
+    let claimed = store.claim_outbound(10_000, 30_000, 10).await.unwrap();
+    let mut texts: Vec<_> = claimed.iter().map(|j| j.text.as_str()).collect();
+    texts.sort_unstable();
+    assert_eq!(texts, ["Fourth", "Only part", "Part one"]);
 }
 
 async fn a_reply_held_for_quiet_hours_does_not_hold_back_the_next_one(store: Store) {
