@@ -218,12 +218,7 @@ mod tests {
     /// batch as a whole; written again one by one, the others go in and only it fails.
     #[tokio::test]
     async fn a_completion_the_database_refuses_fails_alone() {
-        let Ok(url) = std::env::var("PARLEY_TEST_DATABASE_URL") else {
-            assert!(
-                std::env::var("PARLEY_REQUIRE_SERVICES").as_deref() != Ok("1"),
-                "PARLEY_REQUIRE_SERVICES=1 but PARLEY_TEST_DATABASE_URL is not set"
-            );
-            eprintln!("skipped: PARLEY_TEST_DATABASE_URL is not set");
+        let Some(url) = crate::store::test_database_url() else {
             return;
         };
         let schema = format!("store_{}", uuid::Uuid::new_v4().simple());

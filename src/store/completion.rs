@@ -541,12 +541,7 @@ mod tests {
     /// index, so every completion read the whole backlog. It must probe the id's unique index.
     #[tokio::test]
     async fn postgres_completion_finds_its_message_by_id_whatever_the_backlog() {
-        let Ok(url) = std::env::var("PARLEY_TEST_DATABASE_URL") else {
-            assert!(
-                std::env::var("PARLEY_REQUIRE_SERVICES").as_deref() != Ok("1"),
-                "PARLEY_REQUIRE_SERVICES=1 but PARLEY_TEST_DATABASE_URL is not set"
-            );
-            eprintln!("skipped: PARLEY_TEST_DATABASE_URL is not set");
+        let Some(url) = crate::store::test_database_url() else {
             return;
         };
         let schema = format!("store_{}", uuid::Uuid::new_v4().simple());

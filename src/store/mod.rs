@@ -202,3 +202,18 @@ impl Store {
         on_pool!(self, |pool, Db| pool.close().await)
     }
 }
+
+/// `PARLEY_TEST_DATABASE_URL` for a unit test that needs PostgreSQL; without it the test skips
+/// (`None`, with the reason printed), unless `PARLEY_REQUIRE_SERVICES=1` makes that a failure.
+#[cfg(test)]
+pub(crate) fn test_database_url() -> Option<String> {
+    let Ok(url) = std::env::var("PARLEY_TEST_DATABASE_URL") else {
+        assert!(
+            std::env::var("PARLEY_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "PARLEY_REQUIRE_SERVICES=1 but PARLEY_TEST_DATABASE_URL is not set"
+        );
+        eprintln!("skipped: PARLEY_TEST_DATABASE_URL is not set");
+        return None;
+    };
+    Some(url)
+}

@@ -162,14 +162,7 @@ mod tests {
     /// PostgreSQL for this test, from `PARLEY_TEST_DATABASE_URL`; without it the test skips,
     /// unless `PARLEY_REQUIRE_SERVICES=1` makes that a failure.
     async fn postgres_pool() -> Option<sqlx::PgPool> {
-        let Ok(url) = std::env::var("PARLEY_TEST_DATABASE_URL") else {
-            assert!(
-                std::env::var("PARLEY_REQUIRE_SERVICES").as_deref() != Ok("1"),
-                "PARLEY_REQUIRE_SERVICES=1 but PARLEY_TEST_DATABASE_URL is not set"
-            );
-            eprintln!("skipped: PARLEY_TEST_DATABASE_URL is not set");
-            return None;
-        };
+        let url = crate::store::test_database_url()?;
         Some(
             sqlx::postgres::PgPoolOptions::new()
                 .max_connections(1)
