@@ -1,8 +1,8 @@
 //! The steps a message goes through (DESIGN.md section 1): the recorder makes a webhook's
 //! messages durable and announces them; workers take one conversation at a time and answer its
 //! messages in order, writing replies to the outbox in the same transaction (the completer commits
-//! many workers' completions together); the sender delivers
-//! the outbox; recovery re-announces anything a crash left behind.
+//! many workers' completions together); the sender delivers the outbox; recovery re-announces
+//! anything a crash left behind.
 
 pub mod completer;
 pub mod compose;
