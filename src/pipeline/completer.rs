@@ -12,8 +12,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::MessageId;
 use crate::store::{BatchedCompletion, Completion, ConversationRecord, Store, StoreError};
@@ -103,28 +102,12 @@ impl Completer {
     }
 }
 
-async fn run(mut requests: mpsc::Receiver<CompleteRequest>, store: Store) {
-    let permits = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
-    let mut writes = JoinSet::new();
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        // A free slot first: while every slot writes, completions pile up into the next batch.
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
-        };
-        if requests.recv_many(&mut batch, MAX_BATCH).await == 0 {
-            break;
-        }
-        let taken = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
+async fn run(requests: mpsc::Receiver<CompleteRequest>, store: Store) {
+    super::group_commit::run(requests, BATCHES_IN_FLIGHT, MAX_BATCH, move |batch| {
         let store = store.clone();
-        writes.spawn(async move {
-            write_batch(taken, &store).await;
-            drop(permit);
-        });
-        while writes.try_join_next().is_some() {}
-    }
-    // Every handle is gone: finish the batches already taken.
-    while writes.join_next().await.is_some() {}
+        async move { write_batch(batch, &store).await }
+    })
+    .await;
 }
 
 /// Writes one batch and answers its workers.

@@ -6,6 +6,7 @@
 
 pub mod completer;
 pub mod compose;
+mod group_commit;
 pub mod recorder;
 pub mod recovery;
 pub mod sender;

@@ -11,8 +11,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::{Clock, InboundMessage, StatusUpdate};
 use crate::metrics::Metrics;
@@ -87,7 +86,7 @@ impl Recorder {
 }
 
 async fn run(
-    mut requests: mpsc::Receiver<RecordRequest>,
+    requests: mpsc::Receiver<RecordRequest>,
     store: Store,
     queue: WorkQueue,
     metrics: Arc<Metrics>,
@@ -97,28 +96,12 @@ async fn run(
         Store::Postgres(_) => POSTGRES_BATCHES_IN_FLIGHT,
         Store::Sqlite(_) => 1,
     };
-    let permits = Arc::new(Semaphore::new(in_flight));
-    let mut commits = JoinSet::new();
-    let mut batch = Vec::with_capacity(MAX_BATCH_REQUESTS);
-    loop {
-        // A free slot first: while every slot commits, requests pile up into the next batch.
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
-        };
-        if requests.recv_many(&mut batch, MAX_BATCH_REQUESTS).await == 0 {
-            break;
-        }
-        let taken = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH_REQUESTS));
+    super::group_commit::run(requests, in_flight, MAX_BATCH_REQUESTS, move |batch| {
         let (store, queue, metrics, clock) =
             (store.clone(), queue.clone(), metrics.clone(), clock.clone());
-        commits.spawn(async move {
-            commit_batch(taken, &store, &queue, &metrics, clock.as_ref()).await;
-            drop(permit);
-        });
-        while commits.try_join_next().is_some() {}
-    }
-    // Every handle is gone: finish the batches already taken.
-    while commits.join_next().await.is_some() {}
+        async move { commit_batch(batch, &store, &queue, &metrics, clock.as_ref()).await }
+    })
+    .await;
 }
 
 /// Commits one batch, answers its requests, and announces the new work.
