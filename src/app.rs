@@ -284,6 +284,7 @@ impl App {
             crm: crm.clone(),
             mx,
             llm: llm.clone(),
+            recent: crate::leads::RecentLeads::default(),
         };
         let twilio = crate::channels::twilio::TwilioClient::new(&config.twilio.api_base);
         let smtp = config

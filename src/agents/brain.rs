@@ -10,7 +10,7 @@
 //! Snowball stems ("located" meets "location"). Questions inside passages (an FAQ's question)
 //! are never answers: they are context for the sentences that follow them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
 
@@ -192,9 +192,15 @@ fn stem(word: &str) -> String {
     }
 }
 
-/// Whether a content word (a stem) is one of `words`.
-fn is_one_of(word: &str, words: &[&str]) -> bool {
-    words.iter().any(|w| stem(w) == word)
+/// The stems of [`MONEY_WORDS`] and [`TIME_WORDS`], worked out once.
+static MONEY_STEMS: LazyLock<Vec<String>> =
+    LazyLock::new(|| MONEY_WORDS.iter().map(|w| stem(w)).collect());
+static TIME_STEMS: LazyLock<Vec<String>> =
+    LazyLock::new(|| TIME_WORDS.iter().map(|w| stem(w)).collect());
+
+/// Whether a content word (a stem) is one of `stems`.
+fn is_one_of(word: &str, stems: &[String]) -> bool {
+    stems.iter().any(|s| s == word)
 }
 
 /// Markdown wraps long lines: a line that does not start a list item, heading, table row or
@@ -369,6 +375,15 @@ struct AnalysedSentence {
     has_date: bool,
 }
 
+/// A sentence that may answer: where it is (the passage's rank, its position there) and which
+/// context it is read in.
+struct Candidate<'a> {
+    rank: usize,
+    position: usize,
+    sentence: &'a AnalysedSentence,
+    context: usize,
+}
+
 /// Passages analysed recently, by a hash of their section, document and text.
 static ANALYSES: LazyLock<moka::sync::Cache<u64, Arc<PassageAnalysis>>> =
     LazyLock::new(|| moka::sync::Cache::new(4_096));
@@ -430,27 +445,36 @@ pub fn extract_answer(
     if question_words.is_empty() || passages.is_empty() {
         return None;
     }
-    let wants_money = question_words.iter().any(|w| is_one_of(w, MONEY_WORDS));
-    let wants_time = question_words.iter().any(|w| is_one_of(w, TIME_WORDS));
+    let wants_money = question_words.iter().any(|w| is_one_of(w, &MONEY_STEMS));
+    let wants_time = question_words.iter().any(|w| is_one_of(w, &TIME_STEMS));
     // Candidate sentences with their passage and position; the passage's section heading counts
-    // as context for its sentences.
+    // as context for its sentences. Sentences share their context: `contexts` holds each one
+    // once, and a candidate names it by index.
     let analyses: Vec<Arc<PassageAnalysis>> = passages.iter().map(analyse).collect();
-    let mut candidates = Vec::new();
+    let mut contexts: Vec<BTreeSet<String>> = Vec::new();
+    let mut candidates: Vec<Candidate> = Vec::new();
     for (rank, analysis) in analyses.iter().enumerate() {
-        let mut context = analysis.context.clone();
+        contexts.push(analysis.context.clone());
         for (position, sentence) in analysis.sentences.iter().enumerate() {
             if sentence.is_context {
                 // A question in a passage (an FAQ's) is what the next sentences answer.
+                let mut context = contexts.last().cloned().unwrap_or_default();
                 context.extend(sentence.words.iter().cloned());
+                contexts.push(context);
                 continue;
             }
-            candidates.push((rank, position, sentence, context.clone()));
+            candidates.push(Candidate {
+                rank,
+                position,
+                sentence,
+                context: contexts.len() - 1,
+            });
         }
     }
     // Rarer words weigh more: a word found in every sentence says little.
-    let mut frequency: BTreeMap<&str, usize> = BTreeMap::new();
-    for (_, _, sentence, context) in &candidates {
-        for w in sentence.words.union(context) {
+    let mut frequency: HashMap<&str, usize> = HashMap::new();
+    for candidate in &candidates {
+        for w in candidate.sentence.words.union(&contexts[candidate.context]) {
             *frequency.entry(w.as_str()).or_default() += 1;
         }
     }
@@ -459,19 +483,18 @@ pub fn extract_answer(
         let f = frequency.get(w).copied().unwrap_or(0) as f32;
         (1.0 + total / (1.0 + f)).ln()
     };
-    let mut scored: Vec<(f32, usize, usize, String, BTreeSet<String>)> = candidates
+    let mut scored: Vec<(f32, &Candidate)> = candidates
         .iter()
-        .filter_map(|(rank, position, analysed, context)| {
+        .filter_map(|candidate| {
+            let analysed = candidate.sentence;
             let words = &analysed.words;
-            let sentence = &analysed.text;
-            let shared: Vec<&String> = question_words
+            let context = &contexts[candidate.context];
+            let mut shared = question_words
                 .iter()
                 .filter(|q| words.contains(*q))
-                .collect();
-            if shared.is_empty() {
-                return None;
-            }
-            let mut score: f32 = shared.iter().map(|w| weight(w)).sum();
+                .peekable();
+            shared.peek()?;
+            let mut score: f32 = shared.map(|w| weight(w)).sum();
             score += 0.5
                 * question_words
                     .iter()
@@ -486,54 +509,63 @@ pub fn extract_answer(
             } else if wants_money || wants_time {
                 score *= 0.5;
             }
-            score -= 0.1 * *rank as f32;
-            // A figure answers the question's money or time word.
-            let answered_by_figure = |q: &str| {
-                (is_one_of(q, MONEY_WORDS) && analysed.has_amount)
-                    || (is_one_of(q, TIME_WORDS) && analysed.has_date)
-            };
-            let covered: BTreeSet<String> = question_words
-                .iter()
-                .filter(|q| words.contains(*q) || context.contains(*q) || answered_by_figure(q))
-                .cloned()
-                .collect();
-            Some((score, *rank, *position, sentence.clone(), covered))
+            score -= 0.1 * candidate.rank as f32;
+            Some((score, candidate))
         })
         .collect();
     if scored.is_empty() {
         return None;
     }
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let mut chosen: Vec<(usize, usize, String, BTreeSet<String>)> = Vec::new();
-    for (_, rank, position, sentence, covered) in scored {
+    let mut chosen: Vec<&Candidate> = Vec::new();
+    for (_, candidate) in scored {
         if chosen.len() == max_sentences {
             break;
         }
-        if chosen.iter().any(|(_, _, s, _)| *s == sentence) {
+        if chosen
+            .iter()
+            .any(|c| c.sentence.text == candidate.sentence.text)
+        {
             continue;
         }
-        chosen.push((rank, position, sentence, covered));
+        chosen.push(candidate);
     }
-    chosen.sort_by_key(|(rank, position, _, _)| (*rank, *position));
+    chosen.sort_by_key(|c| (c.rank, c.position));
     // Each question word weighs by its rarity in the passages: one they never mention weighs
     // the most. The coverage is the best single sentence's (with its passage's context): two
-    // sentences that each match half of the question do not make an answer to it.
+    // sentences that each match half of the question do not make an answer to it. A figure
+    // answers the question's money or time word.
+    let covered_weight = |c: &Candidate| -> f32 {
+        let analysed = c.sentence;
+        let context = &contexts[c.context];
+        let answered_by_figure = |q: &str| {
+            (is_one_of(q, &MONEY_STEMS) && analysed.has_amount)
+                || (is_one_of(q, &TIME_STEMS) && analysed.has_date)
+        };
+        question_words
+            .iter()
+            .filter(|q| {
+                analysed.words.contains(*q) || context.contains(*q) || answered_by_figure(q)
+            })
+            .map(|w| weight(w))
+            .sum()
+    };
     let total_weight: f32 = question_words.iter().map(|w| weight(w)).sum();
     let coverage = chosen
         .iter()
-        .map(|(_, _, _, covered)| covered.iter().map(|w| weight(w)).sum::<f32>())
+        .map(|c| covered_weight(c))
         .fold(0.0f32, f32::max)
         / total_weight.max(f32::MIN_POSITIVE);
     let mut cited = Vec::new();
-    for (rank, _, _, _) in &chosen {
-        let id = &passages[*rank].id;
+    for candidate in &chosen {
+        let id = &passages[candidate.rank].id;
         if !cited.contains(id) {
             cited.push(id.clone());
         }
     }
     let text = chosen
         .iter()
-        .map(|(_, _, s, _)| s.as_str())
+        .map(|c| c.sentence.text.as_str())
         .collect::<Vec<_>>()
         .join(" ");
     Some(Answer {

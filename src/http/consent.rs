@@ -286,6 +286,7 @@ async fn erase(
         .erase_contact(id)
         .await?
         .ok_or_else(|| AppError::not_found("no such contact"))?;
+    state.leads.recent.forget(id);
     for conversation in &conversations {
         if let Err(err) = state.memory.forget(*conversation).await {
             tracing::warn!(conversation.id = %conversation, error = %err, "could not clear an erased conversation's memory; it expires on its own");

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::config::LeadsConfig;
 use super::facts::{LeadFacts, LeadSource};
+use super::recent::RecentLeads;
 use super::record::{HistoryEntry, LeadId, LeadRecord};
 use super::store::LeadChange;
 use super::validate::{self, MxResolver};
@@ -56,6 +57,8 @@ pub struct Leads {
     pub crm: Crm,
     pub mx: MxResolver,
     pub llm: Option<LlmClient>,
+    /// The leads this replica saved last, which the pipeline's changes start from.
+    pub recent: RecentLeads,
 }
 
 impl Leads {
@@ -94,16 +97,34 @@ impl Leads {
         locate: &Locate,
         mut mutate: impl FnMut(&mut LeadRecord) -> Note,
     ) -> Result<Option<LeadRecord>, StoreError> {
-        for _ in 0..MAX_CONFLICTS {
+        for attempt in 0..MAX_CONFLICTS {
             let now = self.clock.now_ms();
-            let Some(current) = self.find(tenant, locate, now).await? else {
-                return Ok(None);
+            // The pipeline starts from the lead it saved last for this contact, if it is kept;
+            // the save below fails if that is no longer the stored one, and the next attempt
+            // reads the store.
+            let kept = match locate {
+                Locate::Contact { contact, .. } if relaxed && attempt == 0 => {
+                    self.recent.get(*contact)
+                }
+                _ => None,
+            };
+            let from_kept = kept.is_some();
+            let current = match kept {
+                Some(lead) => lead,
+                None => match self.find(tenant, locate, now).await? {
+                    Some(lead) => lead,
+                    None => return Ok(None),
+                },
             };
             let mut next = current.clone();
             let note = mutate(&mut next);
             let temperature_reasons = self.rescore(&mut next, now);
             let is_new = current.version == 0;
             if !is_new && next == current {
+                if from_kept {
+                    // Unchanged from what was kept: compare with the stored lead instead.
+                    continue;
+                }
                 return Ok(Some(current));
             }
             next.version = current.version + 1;
@@ -150,13 +171,17 @@ impl Leads {
                 })
                 .await?;
             if saved {
+                self.recent.saved(&next);
                 if has_jobs {
                     self.crm.wakeup.notify_one();
                 }
                 tracing::debug!(lead.id = %next.id, lead.version = next.version, lead.score = next.score, lead.tier = next.tier.as_str(), "lead changed");
                 return Ok(Some(next));
             }
-            tracing::debug!(lead.id = %next.id, "lead changed concurrently; applying again");
+            if let Some(contact) = next.contact_id {
+                self.recent.forget(contact);
+            }
+            tracing::debug!(lead.id = %next.id, from_kept, "lead changed concurrently; applying again");
         }
         Err(StoreError::Corrupt(
             "a lead kept changing concurrently; the change was not applied".into(),

@@ -163,6 +163,7 @@ both_backends!(
     a_multi_status_answer_dead_letters_only_the_records_it_names,
     a_worker_that_dies_mid_delivery_leaves_its_jobs_to_be_taken_again,
     a_contact_who_writes_after_an_import_joins_the_imported_lead,
+    the_pipeline_starts_from_its_last_save_and_loses_no_change_made_elsewhere,
 );
 
 fn tenant() -> TenantId {
@@ -273,6 +274,97 @@ async fn a_change_saves_history_and_jobs_and_a_stale_version_is_refused(app: Lea
     let same = put_lead(&app, &facts("asha@example.com", "Wipro")).await;
     assert_eq!(same.version, 2);
     assert_eq!(app.state.store.crm_pending_count().await.unwrap(), 6);
+}
+
+/// The pipeline's change (one per message) starts from the lead this replica saved last. A change
+/// another replica made meanwhile, or a deletion, makes that save fail; the change is then applied
+/// to the stored lead, and nothing is lost.
+async fn the_pipeline_starts_from_its_last_save_and_loses_no_change_made_elsewhere(app: LeadsApp) {
+    let here = &app.state.leads;
+    // Another replica: the same store, nothing kept.
+    let elsewhere = parley::leads::Leads {
+        recent: parley::leads::RecentLeads::default(),
+        ..here.clone()
+    };
+    let contact = ContactId::derive(&tenant(), Channel::Whatsapp, "919800000077");
+    let locate = Locate::Contact {
+        contact,
+        source: LeadSource::WhatsappInbound,
+        email: None,
+        phone: None,
+    };
+    let replied = |lead: &mut parley::leads::LeadRecord| {
+        lead.engagement.replies += 1;
+        Note::default()
+    };
+    let first = here
+        .change_relaxed(&tenant(), &locate, replied)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((first.version, first.engagement.replies), (1, 1));
+    assert_eq!(here.recent.get(contact).map(|l| l.version), Some(1));
+
+    // A change made by this replica starts from what it kept: the result is the same as reading.
+    let second = here
+        .change_relaxed(&tenant(), &locate, replied)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((second.version, second.engagement.replies), (2, 2));
+
+    // Another replica changes the lead: what this one kept (version 2) is now stale.
+    elsewhere
+        .change(&tenant(), &Locate::Id(first.id), |lead| {
+            lead.facts.company = Some("Elsewhere Ltd".into());
+            Note::default()
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let third = here
+        .change_relaxed(&tenant(), &locate, replied)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(third.version, 4);
+    let stored = app.state.store.lead(first.id).await.unwrap().unwrap();
+    assert_eq!(stored.version, 4);
+    assert_eq!(
+        stored.engagement.replies, 3,
+        "this replica's change applied"
+    );
+    assert_eq!(
+        stored.facts.company.as_deref(),
+        Some("Elsewhere Ltd"),
+        "the other replica's change kept"
+    );
+    assert_eq!(here.recent.get(contact).map(|l| l.version), Some(4));
+
+    // The lead is deleted elsewhere: the next message makes a new lead instead of failing.
+    for delete in [
+        "DELETE FROM lead_history WHERE lead_id = $1",
+        "DELETE FROM crm_outbox WHERE lead_id = $1",
+        "DELETE FROM leads WHERE id = $1",
+    ] {
+        let id = first.id.to_string();
+        match &app.state.store {
+            parley::store::Store::Sqlite(pool) => {
+                sqlx::query(delete).bind(id).execute(pool).await.unwrap();
+            }
+            parley::store::Store::Postgres(pool) => {
+                sqlx::query(delete).bind(id).execute(pool).await.unwrap();
+            }
+        }
+    }
+    let fresh = here
+        .change_relaxed(&tenant(), &locate, replied)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(fresh.id, first.id);
+    assert_eq!((fresh.version, fresh.engagement.replies), (1, 1));
+    assert!(app.state.store.lead(first.id).await.unwrap().is_none());
 }
 
 async fn leads_list_by_tier_and_score_and_dedupe_by_email_or_phone(app: LeadsApp) {
