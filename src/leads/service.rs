@@ -79,8 +79,10 @@ impl Leads {
         self.change_with(false, tenant, locate, mutate).await
     }
 
-    /// [`Leads::change`] for the pipeline's updates from each message: the commit does not wait
-    /// for the disk (see `store::relaxed`; CRM jobs it queues leave only after a durable claim).
+    /// [`Leads::change`] for the pipeline's updates from each message. It starts from the lead
+    /// this replica saved last for the contact, if kept ([`RecentLeads`]), and its commit does
+    /// not wait for the disk (see `store::relaxed`; CRM jobs it queues leave only after a durable
+    /// claim).
     pub async fn change_relaxed(
         &self,
         tenant: &TenantId,
@@ -92,7 +94,7 @@ impl Leads {
 
     async fn change_with(
         &self,
-        relaxed: bool,
+        from_pipeline: bool,
         tenant: &TenantId,
         locate: &Locate,
         mut mutate: impl FnMut(&mut LeadRecord) -> Note,
@@ -103,7 +105,7 @@ impl Leads {
             // the save below fails if that is no longer the stored one, and the next attempt
             // reads the store.
             let kept = match locate {
-                Locate::Contact { contact, .. } if relaxed && attempt == 0 => {
+                Locate::Contact { contact, .. } if from_pipeline && attempt == 0 => {
                     self.recent.get(*contact)
                 }
                 _ => None,
@@ -167,7 +169,7 @@ impl Leads {
                     lead: &next,
                     history,
                     jobs,
-                    relaxed,
+                    relaxed: from_pipeline,
                 })
                 .await?;
             if saved {
