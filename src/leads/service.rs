@@ -261,7 +261,8 @@ impl Leads {
             lead.engagement.last_at,
             now,
             self.config.temperature.silence_days,
-        );
+        )
+        .map(review_slot);
         reasons
     }
 
@@ -349,6 +350,19 @@ impl Leads {
     }
 }
 
+/// How finely review times are kept: a review falls at the end of the hour its step falls in.
+const REVIEW_SLOT_MS: i64 = 60 * 60 * 1000;
+
+/// The end of the review slot `at` falls in (`at` itself on a slot boundary). A lead's review
+/// time then stays the same through a burst of messages, so each message's lead update leaves
+/// the review index alone; a recency step is applied at most an hour late.
+pub fn review_slot(at: i64) -> i64 {
+    match at.rem_euclid(REVIEW_SLOT_MS) {
+        0 => at,
+        into_slot => at - into_slot + REVIEW_SLOT_MS,
+    }
+}
+
 /// When time alone next changes a score last engaged at `last_at`: the recency steps (1, 7 and
 /// 30 days), then each silence period (up to five).
 pub fn next_review(last_at: Option<i64>, now: i64, silence_days: i64) -> Option<i64> {
@@ -382,5 +396,21 @@ mod tests {
             Some(last + 60 * DAY_MS)
         );
         assert_eq!(next_review(Some(last), last + 151 * DAY_MS, 30), None);
+    }
+
+    #[test]
+    fn review_times_round_up_to_the_end_of_their_hour() {
+        let hour = 60 * 60 * 1000;
+        assert_eq!(review_slot(5 * hour), 5 * hour);
+        assert_eq!(review_slot(5 * hour + 1), 6 * hour);
+        assert_eq!(review_slot(6 * hour - 1), 6 * hour);
+        // Messages a few seconds apart keep one review time; a step is never reviewed early.
+        let first = 1_700_000_123_456;
+        let burst: Vec<i64> = (0..40)
+            .map(|i| review_slot(first + i * 1_500 + DAY_MS))
+            .collect();
+        assert!(burst.iter().all(|at| *at == burst[0]), "{burst:?}");
+        assert!(burst[0] >= first + 39 * 1_500 + DAY_MS);
+        assert!(burst[0] - (first + DAY_MS) < hour);
     }
 }

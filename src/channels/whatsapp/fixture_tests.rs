@@ -556,6 +556,67 @@ fn an_unknown_message_type_is_kept_raw_not_rejected() {
 }
 
 #[test]
+fn escaped_strings_are_read_whole_from_the_raw_body() {
+    // Written by hand, as Meta escapes: `\u` sequences, quotes and a newline in the text, an
+    // escaped key and value inside an unknown type's body.
+    let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"P"},"contacts":[{"profile":{"name":"Ana \u00c9lise"},"wa_id":"1"}],"messages":[
+        {"from":"1","id":"wamid.\u0041","timestamp":"1","type":"text","text":{"body":"Caf\u00e9 \"2 BHK\"\nprice? \ud83c\udfe0"}},
+        {"from":"1","id":"wamid.B","timestamp":"1","type":"poll","poll":{"qu\u00e9stion":"\"x\""}}]}}]}]}"#;
+    let parsed = parse_webhook(body, everyone).unwrap();
+    let text = &parsed.messages[0];
+    assert_eq!(text.provider_message_id.as_str(), "wamid.A");
+    assert_eq!(text.sender_name.as_deref(), Some("Ana \u{c9}lise"));
+    assert_eq!(
+        text.content,
+        MessageContent::Text {
+            body: "Caf\u{e9} \"2 BHK\"\nprice? \u{1f3e0}".into()
+        }
+    );
+    let MessageContent::Unknown { type_name, raw } = &parsed.messages[1].content else {
+        panic!("{:?}", parsed.messages[1].content);
+    };
+    assert_eq!(type_name, "poll");
+    assert_eq!(raw["poll"], json!({"qu\u{e9}stion": "\"x\""}));
+}
+
+#[test]
+fn a_null_part_reads_as_missing_or_as_the_wrong_type() {
+    // A `null` type body is a missing one.
+    let body = envelope(
+        json!([{"from": "1", "id": "wamid.1", "timestamp": "1", "type": "text", "text": null}]),
+    );
+    assert_eq!(
+        parse_webhook(&body, everyone).unwrap_err(),
+        WebhookParseError::Shape {
+            path: "entry[0].changes[0].value.messages[0]".into(),
+            detail: "missing field `text`".into()
+        }
+    );
+    // A `messages` change whose value is null, or absent, has the wrong shape.
+    for value in [r#","value":null"#, ""] {
+        let body = format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"changes":[{{"field":"messages"{value}}}]}}]}}"#
+        );
+        let err = parse_webhook(body.as_bytes(), everyone).unwrap_err();
+        assert_eq!(
+            err,
+            WebhookParseError::Shape {
+                path: "entry[0].changes[0].value".into(),
+                detail: "invalid type: null, expected struct MessagesValue".into()
+            },
+            "{body}"
+        );
+    }
+    // A null `entry` is an empty delivery.
+    let parsed = parse_webhook(
+        br#"{"object":"whatsapp_business_account","entry":null}"#,
+        everyone,
+    )
+    .unwrap();
+    assert_eq!(parsed, ParsedWebhook::default());
+}
+
+#[test]
 fn an_unknown_interactive_kind_is_kept_raw_as_unknown() {
     let flow = json!({
         "from": "1", "id": "wamid.N", "timestamp": "1", "type": "interactive",

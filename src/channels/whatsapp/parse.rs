@@ -7,9 +7,11 @@
 //! names where it went wrong (a path such as `entry[0].changes[1].value.messages[3].timestamp`)
 //! without echoing any of the body's content, so it can be logged and shown safely.
 
+use std::fmt;
+
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::payload::{self, Contact, MessagesValue, WireError};
 use crate::domain::{
@@ -56,10 +58,10 @@ pub enum WebhookParseError {
 
 /// The envelope's first level: `entry` is read only once `object` is known to be WhatsApp's.
 #[derive(Deserialize)]
-struct Outer {
+struct Outer<'a> {
     object: String,
-    #[serde(default)]
-    entry: Value,
+    #[serde(borrow, default)]
+    entry: Option<&'a RawValue>,
 }
 
 /// Parses a webhook body. `route` maps a `phone_number_id` to the tenant that owns it.
@@ -67,18 +69,24 @@ pub fn parse_webhook(
     raw_body: &[u8],
     route: impl Fn(&str) -> Option<TenantId>,
 ) -> Result<ParsedWebhook, WebhookParseError> {
-    let mut de = serde_json::Deserializer::from_slice(raw_body);
-    let outer: Outer = serde_path_to_error::deserialize(&mut de).map_err(|e| body_error(&e))?;
-    de.end().map_err(|e| json_error(&e))?;
+    let outer: Outer = match serde_json::from_slice(raw_body) {
+        Ok(outer) => outer,
+        // Read again, tracking the path, only to say where it went wrong.
+        Err(_) => {
+            let mut de = serde_json::Deserializer::from_slice(raw_body);
+            let outer = serde_path_to_error::deserialize(&mut de).map_err(|e| body_error(&e))?;
+            de.end().map_err(|e| json_error(&e))?;
+            outer
+        }
+    };
     if outer.object != WHATSAPP_OBJECT {
         return Err(WebhookParseError::WrongObject {
             object: outer.object.chars().take(64).collect(),
         });
     }
-    let entries: Vec<payload::Entry> = if outer.entry.is_null() {
-        Vec::new()
-    } else {
-        owned(outer.entry, "entry")?
+    let entries: Vec<payload::Entry> = match outer.entry {
+        Some(entry) => read(entry, "entry")?,
+        None => Vec::new(),
     };
 
     let mut out = ParsedWebhook::default();
@@ -89,7 +97,8 @@ pub fn parse_webhook(
                 continue;
             }
             let at = format!("entry[{e}].changes[{c}].value");
-            let value: MessagesValue = owned(change.value, &at)?;
+            // An absent `value` fails the way an explicit `null` does.
+            let value: MessagesValue = read(change.value.unwrap_or(RawValue::NULL), &at)?;
             let Some(tenant) = route(&value.metadata.phone_number_id) else {
                 out.unroutable_changes += 1;
                 continue;
@@ -120,9 +129,9 @@ fn read_change(
         out.statuses.push(StatusUpdate {
             tenant: tenant.clone(),
             channel: Channel::Whatsapp,
-            provider_message_id: provider_id(&status.id, &format!("{at}.id"))?,
+            provider_message_id: provider_id(&status.id, format_args!("{at}.id"))?,
             status: delivery,
-            at_ms: millis(status.timestamp, &format!("{at}.timestamp"))?,
+            at_ms: millis(status.timestamp, format_args!("{at}.timestamp"))?,
             error: status.errors.first().map(provider_error),
         });
     }
@@ -143,14 +152,14 @@ fn delivery_status(raw: &str) -> Option<DeliveryStatus> {
 }
 
 fn read_message(
-    raw: Value,
+    raw: &RawValue,
     tenant: &TenantId,
     contacts: &[Contact],
     at: &str,
 ) -> Result<InboundMessage, WebhookParseError> {
-    let head: payload::Message = borrowed(&raw, at)?;
-    let provider_message_id = provider_id(&head.id, &format!("{at}.id"))?;
-    let sent_at_ms = millis(head.timestamp, &format!("{at}.timestamp"))?;
+    let head: payload::Message = read(raw, at)?;
+    let provider_message_id = provider_id(&head.id, format_args!("{at}.id"))?;
+    let sent_at_ms = millis(head.timestamp, format_args!("{at}.timestamp"))?;
     let sender_name = contacts
         .iter()
         .find(|c| c.wa_id.as_deref() == Some(head.from.as_str()))
@@ -163,6 +172,7 @@ fn read_message(
             forwarded,
         })
     });
+    let content = read_content(&head, raw, at)?;
     let referral = head.referral.map(|r| Referral {
         source_url: r.source_url,
         source_id: r.source_id,
@@ -170,7 +180,6 @@ fn read_message(
         headline: r.headline,
         ctwa_clid: r.ctwa_clid,
     });
-    let content = read_content(&head.kind, &head.errors, raw, at)?;
     Ok(InboundMessage {
         tenant: tenant.clone(),
         channel: Channel::Whatsapp,
@@ -186,13 +195,14 @@ fn read_message(
 }
 
 fn read_content(
-    kind: &str,
-    errors: &[WireError],
-    raw: Value,
+    head: &payload::Message<'_>,
+    raw: &RawValue,
     at: &str,
 ) -> Result<MessageContent, WebhookParseError> {
+    let kind = head.kind.as_str();
+    let body = |key: &str| head.body(key).ok_or_else(|| missing(at, key));
     let media = |media_kind| -> Result<MessageContent, WebhookParseError> {
-        let m: payload::Media = body(&raw, kind, at)?;
+        let m: payload::Media = read(body(kind)?, format_args!("{at}.{kind}"))?;
         Ok(MessageContent::Media {
             kind: media_kind,
             media: m.id,
@@ -205,7 +215,7 @@ fn read_content(
     };
     Ok(match kind {
         "text" => {
-            let t: payload::Text = body(&raw, kind, at)?;
+            let t: payload::Text = read(body(kind)?, format_args!("{at}.{kind}"))?;
             MessageContent::Text { body: t.body }
         }
         "image" => media(MediaKind::Image)?,
@@ -214,7 +224,7 @@ fn read_content(
         "document" => media(MediaKind::Document)?,
         "sticker" => media(MediaKind::Sticker)?,
         "interactive" => {
-            let i: payload::Interactive = body(&raw, kind, at)?;
+            let i: payload::Interactive = read(body(kind)?, format_args!("{at}.{kind}"))?;
             let reply = match i.kind.as_str() {
                 "button_reply" => i.button_reply,
                 "list_reply" => i.list_reply,
@@ -222,7 +232,7 @@ fn read_content(
                     // Flows (`nfm_reply`) and future kinds: kept, not understood.
                     return Ok(MessageContent::Unknown {
                         type_name: format!("interactive.{other}"),
-                        raw,
+                        raw: kept(raw, at)?,
                     });
                 }
             };
@@ -234,14 +244,14 @@ fn read_content(
             }
         }
         "button" => {
-            let b: payload::Button = body(&raw, kind, at)?;
+            let b: payload::Button = read(body(kind)?, format_args!("{at}.{kind}"))?;
             MessageContent::ButtonReply {
                 payload: b.payload,
                 text: b.text,
             }
         }
         "location" => {
-            let l: payload::Location = body(&raw, kind, at)?;
+            let l: payload::Location = read(body(kind)?, format_args!("{at}.{kind}"))?;
             MessageContent::Location {
                 latitude: l.latitude,
                 longitude: l.longitude,
@@ -251,31 +261,30 @@ fn read_content(
             }
         }
         "reaction" => {
-            let r: payload::Reaction = body(&raw, kind, at)?;
+            let r: payload::Reaction = read(body(kind)?, format_args!("{at}.{kind}"))?;
             MessageContent::Reaction {
                 message_id: r.message_id,
                 emoji: r.emoji.filter(|e| !e.is_empty()),
             }
         }
-        "contacts" => match raw.get("contacts") {
-            Some(Value::Array(cards)) => MessageContent::Contacts {
+        "contacts" => match kept(body(kind)?, format_args!("{at}.contacts"))? {
+            Value::Array(cards) => MessageContent::Contacts {
                 count: cards.len(),
-                raw: Value::Array(cards.clone()),
+                raw: Value::Array(cards),
             },
-            Some(_) => {
+            _ => {
                 return Err(WebhookParseError::Shape {
                     path: format!("{at}.contacts"),
                     detail: "expected an array of contact cards".to_owned(),
                 });
             }
-            None => return Err(missing(at, "contacts")),
         },
         "unsupported" => {
-            let what: Option<payload::Unsupported> = match raw.get("unsupported") {
-                Some(v) => Some(borrowed(v, &format!("{at}.unsupported"))?),
+            let what: Option<payload::Unsupported> = match head.body(kind) {
+                Some(v) => Some(read(v, format_args!("{at}.unsupported"))?),
                 None => None,
             };
-            let first = errors.first();
+            let first = head.errors.first();
             let detail = first
                 .and_then(|e| e.error_data.as_ref().and_then(|d| d.details.clone()))
                 .or_else(|| first.and_then(|e| e.title.clone()));
@@ -291,7 +300,7 @@ fn read_content(
         }
         other => MessageContent::Unknown {
             type_name: other.to_owned(),
-            raw,
+            raw: kept(raw, at)?,
         },
     })
 }
@@ -303,30 +312,20 @@ fn provider_error(e: &WireError) -> ProviderError {
     }
 }
 
-fn provider_id(raw: &str, at: &str) -> Result<ProviderMessageId, WebhookParseError> {
+fn provider_id(raw: &str, at: impl fmt::Display) -> Result<ProviderMessageId, WebhookParseError> {
     ProviderMessageId::parse(raw).map_err(|detail| WebhookParseError::Shape {
-        path: at.to_owned(),
+        path: at.to_string(),
         detail,
     })
 }
 
-fn millis(seconds: i64, at: &str) -> Result<i64, WebhookParseError> {
+fn millis(seconds: i64, at: impl fmt::Display) -> Result<i64, WebhookParseError> {
     seconds
         .checked_mul(1000)
         .ok_or_else(|| WebhookParseError::Shape {
-            path: at.to_owned(),
+            path: at.to_string(),
             detail: "Unix seconds out of range".to_owned(),
         })
-}
-
-/// The type-specific object of a message (`message.text`, `message.image`...).
-fn body<'a, T: Deserialize<'a>>(
-    message: &'a Value,
-    key: &str,
-    at: &str,
-) -> Result<T, WebhookParseError> {
-    let value = message.get(key).ok_or_else(|| missing(at, key))?;
-    borrowed(value, &format!("{at}.{key}"))
 }
 
 fn missing(at: &str, key: &str) -> WebhookParseError {
@@ -336,12 +335,25 @@ fn missing(at: &str, key: &str) -> WebhookParseError {
     }
 }
 
-fn owned<T: DeserializeOwned>(value: Value, at: &str) -> Result<T, WebhookParseError> {
-    serde_path_to_error::deserialize(value).map_err(|e| shape_error(at, &e))
+/// Reads a part of the body into its typed form. Only when that fails is it read again with the
+/// path tracked (which costs an allocation per key) to say where; `at`, the part's own path, is
+/// written out only then.
+fn read<'a, T: Deserialize<'a>>(
+    raw: &'a RawValue,
+    at: impl fmt::Display,
+) -> Result<T, WebhookParseError> {
+    match serde_json::from_str(raw.get()) {
+        Ok(value) => Ok(value),
+        Err(_) => {
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            serde_path_to_error::deserialize(&mut de).map_err(|e| shape_error(&at.to_string(), &e))
+        }
+    }
 }
 
-fn borrowed<'a, T: Deserialize<'a>>(value: &'a Value, at: &str) -> Result<T, WebhookParseError> {
-    serde_path_to_error::deserialize(value).map_err(|e| shape_error(at, &e))
+/// A part kept as it came (an unknown message type, contact cards), as a JSON value.
+fn kept(raw: &RawValue, at: impl fmt::Display) -> Result<Value, WebhookParseError> {
+    read(raw, at)
 }
 
 /// An error while reading the raw body: bad JSON, or a bad first level.

@@ -1,38 +1,39 @@
 //! The serde model of Meta's webhook envelope, as received. Only what Parley reads is declared;
 //! unknown fields are ignored so Meta can add fields without breaking us.
 //!
-//! Parsing is in two steps (see `parse.rs`): the envelope down to each change's `value` and each
-//! message is read as `serde_json::Value`, so a change whose `field` is not `messages` or a
-//! message of an unknown type is kept as it came (never rejected); the known parts are then read
-//! into the typed structs below with the path of any mistake.
+//! Parsing is in steps (see `parse.rs`): each change's `value`, each message and each message's
+//! type-specific body are first kept as the raw JSON they came as (`RawValue`, a slice of the
+//! body: nothing is built for them), so a change whose `field` is not `messages` or a message of
+//! an unknown type is kept as it came (never rejected); the known parts are then read into the
+//! typed structs below, with the path of any mistake.
 
 use serde::{Deserialize, Deserializer};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// One WhatsApp Business Account's batch of changes.
 #[derive(Debug, Deserialize)]
-pub(crate) struct Entry {
-    #[serde(default)]
-    pub changes: Vec<Change>,
+pub(crate) struct Entry<'a> {
+    #[serde(borrow, default)]
+    pub changes: Vec<Change<'a>>,
 }
 
 /// `{"field": "messages", "value": {...}}`; `value` is read according to `field`.
 #[derive(Debug, Deserialize)]
-pub(crate) struct Change {
+pub(crate) struct Change<'a> {
     pub field: String,
-    #[serde(default)]
-    pub value: Value,
+    #[serde(borrow, default)]
+    pub value: Option<&'a RawValue>,
 }
 
 /// The `value` of a `messages` change.
 #[derive(Debug, Deserialize)]
-pub(crate) struct MessagesValue {
+pub(crate) struct MessagesValue<'a> {
     pub metadata: Metadata,
     #[serde(default)]
     pub contacts: Vec<Contact>,
     /// Read one by one, so an unknown type can be kept raw.
-    #[serde(default)]
-    pub messages: Vec<Value>,
+    #[serde(borrow, default)]
+    pub messages: Vec<&'a RawValue>,
     #[serde(default)]
     pub statuses: Vec<Status>,
     #[serde(default)]
@@ -55,9 +56,10 @@ pub(crate) struct Profile {
     pub name: Option<String>,
 }
 
-/// The fields common to every message, and the body of each type Parley understands.
+/// The fields common to every message, and the raw body of each type Parley understands (the
+/// one named by `type` is read; see [`Message::body`]).
 #[derive(Debug, Deserialize)]
-pub(crate) struct Message {
+pub(crate) struct Message<'a> {
     pub from: String,
     pub id: String,
     #[serde(deserialize_with = "unix_seconds")]
@@ -68,6 +70,52 @@ pub(crate) struct Message {
     pub referral: Option<Referral>,
     #[serde(default)]
     pub errors: Vec<WireError>,
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    image: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    video: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    audio: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    document: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    sticker: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    interactive: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    button: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    location: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    reaction: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    contacts: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    unsupported: Option<&'a RawValue>,
+}
+
+impl<'a> Message<'a> {
+    /// The raw body under `key` (`text`, `image`...), if the message has one (a JSON `null` counts
+    /// as none) and the key is one of the types Parley understands.
+    pub fn body(&self, key: &str) -> Option<&'a RawValue> {
+        match key {
+            "text" => self.text,
+            "image" => self.image,
+            "video" => self.video,
+            "audio" => self.audio,
+            "document" => self.document,
+            "sticker" => self.sticker,
+            "interactive" => self.interactive,
+            "button" => self.button,
+            "location" => self.location,
+            "reaction" => self.reaction,
+            "contacts" => self.contacts,
+            "unsupported" => self.unsupported,
+            _ => None,
+        }
+    }
 }
 
 /// `context`: the message replied to, and forwarding flags.

@@ -2,8 +2,8 @@
 //!
 //! It POSTs distinct, correctly signed WhatsApp webhook deliveries to `/webhooks/whatsapp` (a fresh
 //! `wamid` each, spread over `--conversations` simulated prospects) with `--concurrency` requests
-//! in flight on keep-alive connections, and reports how fast the server acknowledges them (a 2xx
-//! means the message is durably recorded, DESIGN.md section 1).
+//! in flight, each on its own keep-alive connection, and reports how fast the server acknowledges
+//! them (a 2xx means the message is durably recorded, DESIGN.md section 1).
 //!
 //! With `--sink-listen` it also measures the whole way through: the bench serves a stand-in for
 //! Meta's Graph API ([`sink`]) that the server under test sends its replies to, pairs each reply
@@ -22,7 +22,7 @@ mod tracker;
 
 use anyhow::{Context, bail};
 use envelope::{MAX_CONVERSATIONS, Signer, Workload};
-use load::{Source, Target, run_phase};
+use load::{Endpoint, Source, Target, run_phase};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use stats::{AckStats, LatencySummary, process_cpu_time};
@@ -205,12 +205,10 @@ pub async fn execute(args: &BenchArgs) -> anyhow::Result<Report> {
     let base = args.url.as_str().trim_end_matches('/').to_owned();
     let webhook_url = reqwest::Url::parse(&format!("{base}/webhooks/whatsapp"))
         .with_context(|| format!("`{base}` is not a usable base URL"))?;
+    let webhook = Endpoint::of(&webhook_url)?;
+    // Only for the preflight check; the load goes through the senders' own connections.
     let client = reqwest::Client::builder()
         .no_proxy()
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(concurrency)
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(args.timeout)
         .build()
         .context("building the HTTP client")?;
     preflight(&client, &base).await?;
@@ -253,8 +251,8 @@ pub async fn execute(args: &BenchArgs) -> anyhow::Result<Report> {
         Signer::new(args.app_secret.expose_secret().as_bytes()),
     ));
     let target = Target {
-        client,
-        webhook_url,
+        webhook,
+        timeout: args.timeout,
         tracker: tracker.clone(),
     };
 
