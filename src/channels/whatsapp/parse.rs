@@ -200,9 +200,8 @@ fn read_content(
     at: &str,
 ) -> Result<MessageContent, WebhookParseError> {
     let kind = head.kind.as_str();
-    let body = |key: &str| head.body(key).ok_or_else(|| missing(at, key));
     let media = |media_kind| -> Result<MessageContent, WebhookParseError> {
-        let m: payload::Media = read(body(kind)?, format_args!("{at}.{kind}"))?;
+        let m: payload::Media = typed_body(head, at)?;
         Ok(MessageContent::Media {
             kind: media_kind,
             media: m.id,
@@ -215,7 +214,7 @@ fn read_content(
     };
     Ok(match kind {
         "text" => {
-            let t: payload::Text = read(body(kind)?, format_args!("{at}.{kind}"))?;
+            let t: payload::Text = typed_body(head, at)?;
             MessageContent::Text { body: t.body }
         }
         "image" => media(MediaKind::Image)?,
@@ -224,7 +223,7 @@ fn read_content(
         "document" => media(MediaKind::Document)?,
         "sticker" => media(MediaKind::Sticker)?,
         "interactive" => {
-            let i: payload::Interactive = read(body(kind)?, format_args!("{at}.{kind}"))?;
+            let i: payload::Interactive = typed_body(head, at)?;
             let reply = match i.kind.as_str() {
                 "button_reply" => i.button_reply,
                 "list_reply" => i.list_reply,
@@ -244,14 +243,14 @@ fn read_content(
             }
         }
         "button" => {
-            let b: payload::Button = read(body(kind)?, format_args!("{at}.{kind}"))?;
+            let b: payload::Button = typed_body(head, at)?;
             MessageContent::ButtonReply {
                 payload: b.payload,
                 text: b.text,
             }
         }
         "location" => {
-            let l: payload::Location = read(body(kind)?, format_args!("{at}.{kind}"))?;
+            let l: payload::Location = typed_body(head, at)?;
             MessageContent::Location {
                 latitude: l.latitude,
                 longitude: l.longitude,
@@ -261,13 +260,13 @@ fn read_content(
             }
         }
         "reaction" => {
-            let r: payload::Reaction = read(body(kind)?, format_args!("{at}.{kind}"))?;
+            let r: payload::Reaction = typed_body(head, at)?;
             MessageContent::Reaction {
                 message_id: r.message_id,
                 emoji: r.emoji.filter(|e| !e.is_empty()),
             }
         }
-        "contacts" => match kept(body(kind)?, format_args!("{at}.contacts"))? {
+        "contacts" => match typed_body(head, at)? {
             Value::Array(cards) => MessageContent::Contacts {
                 count: cards.len(),
                 raw: Value::Array(cards),
@@ -349,6 +348,17 @@ fn read<'a, T: Deserialize<'a>>(
             serde_path_to_error::deserialize(&mut de).map_err(|e| shape_error(&at.to_string(), &e))
         }
     }
+}
+
+/// The message's type-specific body (`message.text`, `message.image`...: the key its `type`
+/// names), read into its typed form.
+fn typed_body<'a, T: Deserialize<'a>>(
+    head: &payload::Message<'a>,
+    at: &str,
+) -> Result<T, WebhookParseError> {
+    let kind = head.kind.as_str();
+    let raw = head.body(kind).ok_or_else(|| missing(at, kind))?;
+    read(raw, format_args!("{at}.{kind}"))
 }
 
 /// A part kept as it came (an unknown message type, contact cards), as a JSON value.
